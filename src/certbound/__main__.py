@@ -1,0 +1,5 @@
+"""``python -m certbound`` runs the CLI."""
+
+from certbound.cli.main import main
+
+main()

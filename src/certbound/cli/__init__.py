@@ -1,0 +1,1 @@
+"""The ``certbound`` command line."""
