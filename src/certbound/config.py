@@ -2,7 +2,8 @@
 
 The file comes from ``--config FILE`` or ``CERTBOUND_CONFIG``. Relative paths in a file are
 resolved against the file's directory, so a config written by ``certbound quickstart`` works
-from any working directory. ``docs/config.md`` documents every key.
+from any working directory; relative paths in environment variables are resolved against the
+working directory. ``docs/config.md`` documents every key.
 """
 
 from __future__ import annotations
@@ -39,8 +40,10 @@ class Settings:
 
 
 def default_data_dir(env: Mapping[str, str]) -> Path:
-    base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "certbound"
+    """``$XDG_DATA_HOME/certbound``; a relative XDG_DATA_HOME is ignored, as the spec says."""
+    xdg = env.get("XDG_DATA_HOME")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "share"
+    return base / "certbound"
 
 
 def sqlite_url(path: Path) -> str:
@@ -55,6 +58,8 @@ def _read_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file not found: {path}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    except OSError as exc:  # a directory, no permission, ...
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror or exc}") from exc
 
 
 _INT_KEYS = {"verify_cache_seconds", "verify_cache_size", "ca_expiry_warning_days"}
@@ -63,13 +68,26 @@ _KNOWN = {f.name for f in fields(Settings)} - {"config_file"}
 
 def _coerce(key: str, value: Any, source: str) -> Any:
     if key in _INT_KEYS:
-        try:
-            return int(value)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{source}: {key} must be an integer, got {value!r}") from exc
+        # TOML gives int (bool is an int subclass: refuse it); the environment gives str.
+        number: int | None = None
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        elif isinstance(value, str):
+            try:
+                number = int(value.strip())
+            except ValueError:
+                number = None
+        if number is None or number < 0:
+            raise ConfigError(f"{source}: {key} must be a whole number >= 0, got {value!r}")
+        return number
     if not isinstance(value, str):
         raise ConfigError(f"{source}: {key} must be a string, got {value!r}")
     return value
+
+
+def _resolve(value: str, base: Path) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (base / path).resolve()
 
 
 def load_settings(
@@ -78,29 +96,34 @@ def load_settings(
     """Build the settings for this process (file named explicitly, else by CERTBOUND_CONFIG)."""
     env = os.environ if env is None else env
     raw: dict[str, Any] = {}
+    # The directory each value's relative paths are relative to: the config file's
+    # directory for values from the file, the working directory for the environment.
+    bases: dict[str, Path] = {}
     path = Path(config_file) if config_file else None
     if path is None and env.get(ENV_PREFIX + "CONFIG"):
         path = Path(env[ENV_PREFIX + "CONFIG"])
-    base = Path.cwd()
     if path is not None:
-        path = path.resolve()
-        base = path.parent
+        path = path.expanduser().resolve()
         data = _read_file(path)
         unknown = sorted(set(data) - _KNOWN)
         if unknown:
             raise ConfigError(f"{path}: unknown key(s): {', '.join(unknown)}")
         raw.update({k: _coerce(k, v, str(path)) for k, v in data.items()})
+        bases.update(dict.fromkeys(data, path.parent))
     for key in _KNOWN:
         name = ENV_PREFIX + key.upper()
         if env.get(name):
             raw[key] = _coerce(key, env[name], name)
+            bases[key] = Path.cwd()
 
-    data_dir = Path(raw.pop("data_dir", None) or default_data_dir(env))
-    if not data_dir.is_absolute():
-        data_dir = (base / data_dir).resolve()
+    data_dir_value = raw.pop("data_dir", None)
+    if data_dir_value:
+        data_dir = _resolve(data_dir_value, bases["data_dir"])
+    else:
+        data_dir = default_data_dir(env)
     url = raw.pop("database_url", None) or sqlite_url(data_dir / "certbound.db")
     if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
         rel = url.removeprefix("sqlite:///")
         if rel and rel != ":memory:":
-            url = sqlite_url((base / rel).resolve())
+            url = sqlite_url(_resolve(rel, bases["database_url"]))
     return Settings(data_dir=data_dir, database_url=url, config_file=path, **raw)

@@ -43,7 +43,8 @@ def key_problem(cert: x509.Certificate) -> str | None:
         if key.curve.name not in _CURVES:
             return f"its EC curve {key.curve.name} is not P-256, P-384 or P-521"
         return None
-    return f"its {type(key).__name__.removeprefix('_').replace('PublicKey', '')} key is not RSA or ECDSA"
+    kind = type(key).__name__.removeprefix("_").replace("PublicKey", "")
+    return f"its {kind} key is not RSA or ECDSA"
 
 
 def signature_problem(cert: x509.Certificate) -> str | None:

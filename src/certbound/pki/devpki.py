@@ -10,6 +10,7 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -21,7 +22,7 @@ DAY = dt.timedelta(days=1)
 
 
 def make_key(kind: str = "p256") -> PrivateKey:
-    """``p256``, ``p384``, ``p521``, ``p192``, ``rsa1024``, ``rsa2048``, ``rsa3072``, ``ed25519``."""
+    """A key: ``p256``, ``p384``, ``p521``, ``p192``, ``rsaBITS`` or ``ed25519``."""
     curves: dict[str, ec.EllipticCurve] = {
         "p256": ec.SECP256R1(),
         "p384": ec.SECP384R1(),
@@ -82,7 +83,7 @@ class Profile:
     sans: Sequence[x509.GeneralName] = ()
     not_before: dt.datetime | None = None
     not_after: dt.datetime | None = None
-    hash_algorithm: hashes.HashAlgorithm | None = field(default_factory=hashes.SHA256)
+    hash_algorithm: Any = field(default_factory=hashes.SHA256)
     basic_constraints: bool = True
     extra: Sequence[tuple[x509.ExtensionType, bool]] = ()
     serial: int | None = None
@@ -175,7 +176,7 @@ def make_crl(
             .build()
         )
         builder = builder.add_revoked_certificate(entry)
-    return builder.sign(issuer.key, hashes.SHA256())  # type: ignore[arg-type]
+    return builder.sign(issuer.key, hashes.SHA256())
 
 
 # The devices quickstart issues, and the reason code each one must get from `verify`.

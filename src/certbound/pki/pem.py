@@ -1,8 +1,9 @@
 """PEM and DER intake: split a file into blocks and load certificates, naming the bad block.
 
 Only the PEM armour (text lines) is parsed here; every DER structure is decoded by
-``cryptography``. Text between blocks (``subject=`` lines, Bag Attributes) is ignored, as
-OpenSSL does.
+``cryptography``. Text between blocks (``subject=`` lines, Bag Attributes, comments in any
+encoding) is ignored, as OpenSSL does. A private key anywhere in an upload is refused before
+anything else is looked at.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import re
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import load_der_private_key
 
 from certbound.errors import CertboundError, ReasonCode
@@ -22,6 +24,11 @@ CERTIFICATE_LABELS = frozenset({"CERTIFICATE", "X509 CERTIFICATE"})
 _CSR_LABELS = frozenset({"CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST"})
 _BEGIN = re.compile(r"^-----BEGIN ([A-Z0-9 ]+)-----\s*$")
 _END = re.compile(r"^-----END ([A-Z0-9 ]+)-----\s*$")
+_JOINED = re.compile(r"-----END [A-Z0-9 ]+-----\s*-----BEGIN ")
+_PRIVATE_KEY_BEGIN = re.compile(r"-----BEGIN ([A-Z0-9 ]*PRIVATE KEY)-----")
+_ANY_BEGIN = re.compile(r"-----BEGIN ")
+# Exactly the line breaks an editor counts (str.splitlines also splits on \x0c, \x85, ...).
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,12 +70,32 @@ def split_pem(text: str) -> list[PemBlock]:
     label: str | None = None
     start = 0
     body: list[str] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
+    for number, raw in enumerate(_LINE_BREAK.split(text), start=1):
         line = raw.strip()
+        if _JOINED.search(line):
+            index = len(blocks) + 1
+            raise _fail(
+                ReasonCode.PEM_MALFORMED,
+                f"line {number} joins an END line and a BEGIN line: two PEM files were "
+                "concatenated without a newline; put a line break after the END line",
+                index,
+                number,
+            )
         if label is None:
             match = _BEGIN.match(line)
             if match:
                 label, start, body = match.group(1), number, []
+                continue
+            stray = _END.match(line)
+            if stray:
+                index = len(blocks) + 1
+                raise _fail(
+                    ReasonCode.PEM_MALFORMED,
+                    f"line {number} ends a {stray.group(1)} block that never began: "
+                    "its BEGIN line is missing (a cut-off copy?)",
+                    index,
+                    number,
+                )
             continue
         end = _END.match(line)
         if end:
@@ -87,7 +114,7 @@ def split_pem(text: str) -> list[PemBlock]:
             raise _fail(
                 ReasonCode.PEM_MALFORMED,
                 f"block {index} (line {start}, {label}) has no END line before line {number}: "
-                "truncated or concatenated without a newline",
+                "the block is truncated",
                 index,
                 start,
             )
@@ -109,22 +136,41 @@ def _classify_der(der: bytes) -> ReasonCode | None:
     try:
         load_der_private_key(der, password=None)
         return ReasonCode.PRIVATE_KEY_IN_UPLOAD
-    except (ValueError, TypeError):
+    except (TypeError, UnsupportedAlgorithm):
+        # An encrypted key (no password given) or a key of an unsupported type.
+        return ReasonCode.PRIVATE_KEY_IN_UPLOAD
+    except Exception:  # not a key; hostile input must never escape as a crash
         pass
-    try:
-        x509.load_der_x509_csr(der)
-        return ReasonCode.NOT_A_CERTIFICATE
-    except ValueError:
-        pass
-    try:
-        x509.load_der_x509_crl(der)
-        return ReasonCode.NOT_A_CERTIFICATE
-    except ValueError:
-        return None
+    for loader in (x509.load_der_x509_csr, x509.load_der_x509_crl):
+        try:
+            loader(der)
+            return ReasonCode.NOT_A_CERTIFICATE
+        except Exception:
+            pass
+    return None
+
+
+def _refuse_private_key(text: str) -> None:
+    """Raise PRIVATE_KEY_IN_UPLOAD for the first private-key BEGIN marker anywhere in ``text``."""
+    match = _PRIVATE_KEY_BEGIN.search(text)
+    if match is None:
+        return
+    before = text[: match.start()]
+    line = len(_LINE_BREAK.findall(before)) + 1
+    index = len(_ANY_BEGIN.findall(before)) + 1
+    raise _fail(
+        ReasonCode.PRIVATE_KEY_IN_UPLOAD,
+        f"block {index} (line {line}) is a {match.group(1)}; private keys are never accepted",
+        index,
+        line,
+    )
 
 
 def read_blocks(data: bytes) -> list[PemBlock]:
-    """Split an upload (PEM text or one DER certificate) into blocks; no block is parsed yet."""
+    """Split an upload (PEM text or one DER certificate) into blocks; no block is parsed yet.
+
+    A private-key block anywhere in PEM text is refused first, whatever else is wrong.
+    """
     if not data.strip():
         raise CertboundError(ReasonCode.UPLOAD_EMPTY, "the file is empty")
     if len(data) > MAX_BUNDLE_BYTES:
@@ -132,17 +178,22 @@ def read_blocks(data: bytes) -> list[PemBlock]:
             ReasonCode.UPLOAD_TOO_LARGE,
             f"the file is {len(data):,} bytes; a CA bundle is at most {MAX_BUNDLE_BYTES:,}",
         )
-    if data.lstrip()[:1] == b"\x30":  # an ASN.1 SEQUENCE: a DER file
+    # DER starts with an ASN.1 SEQUENCE tag (0x30). So does text whose first character is
+    # "0" (a pasted `openssl s_client -showcerts` listing), hence the BEGIN check.
+    if data[:1] == b"\x30" and b"-----BEGIN " not in data:
         return [PemBlock(1, "CERTIFICATE", 0, data)]
-    try:
-        text = data.decode("ascii")
-    except UnicodeDecodeError as exc:
-        raise CertboundError(
-            ReasonCode.PEM_MALFORMED,
-            f"the file is neither PEM text nor DER (non-ASCII byte at offset {exc.start})",
-        ) from exc
+    # Latin-1 maps every byte to one character: non-ASCII text between blocks is ignored and
+    # offsets stay byte offsets; a non-ASCII byte inside a block fails its base64 check.
+    text = data.decode("latin-1")
+    _refuse_private_key(text)
     blocks = split_pem(text)
     if not blocks:
+        binary = next((i for i, byte in enumerate(data) if byte > 0x7F), None)
+        if binary is not None:
+            raise CertboundError(
+                ReasonCode.PEM_MALFORMED,
+                f"the file is neither PEM text nor DER (non-ASCII byte at offset {binary})",
+            )
         raise CertboundError(
             ReasonCode.PEM_MALFORMED, "no PEM block (-----BEGIN CERTIFICATE-----) found"
         )
@@ -178,15 +229,7 @@ def _load_block(block: PemBlock) -> x509.Certificate:
 def load_certificates(data: bytes) -> list[x509.Certificate]:
     """All certificates of a PEM bundle or DER file; any other content is an error.
 
-    A private key anywhere in the file is reported first, whatever else is wrong.
+    A private key anywhere in the file is reported first, whatever else is wrong
+    (:func:`read_blocks` checks PEM text; a DER key is recognised when it fails to load).
     """
-    blocks = read_blocks(data)
-    for block in blocks:
-        if "PRIVATE KEY" in block.label:
-            raise _fail(
-                ReasonCode.PRIVATE_KEY_IN_UPLOAD,
-                f"{block.where} is a {block.label}; private keys are never accepted",
-                block.index,
-                block.line,
-            )
-    return [_load_block(block) for block in blocks]
+    return [_load_block(block) for block in read_blocks(data)]

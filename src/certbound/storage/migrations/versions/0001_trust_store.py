@@ -51,7 +51,9 @@ def upgrade() -> None:
         sa.UniqueConstraint("ca_id", "sha256_fingerprint", name="uq_ca_certificates_ca_fp"),
     )
     op.create_index("ix_ca_certificates_ca_id", "ca_certificates", ["ca_id"])
-    op.create_index("ix_ca_certificates_sha256_fingerprint", "ca_certificates", ["sha256_fingerprint"])
+    op.create_index(
+        "ix_ca_certificates_sha256_fingerprint", "ca_certificates", ["sha256_fingerprint"]
+    )
     op.create_index("ix_ca_certificates_spki_sha256", "ca_certificates", ["spki_sha256"])
 
 

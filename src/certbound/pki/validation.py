@@ -1,0 +1,290 @@
+"""Client-certificate path validation: the only importer of ``cryptography.x509.verification``.
+
+:class:`Validator` answers one question: does this presented chain lead to an uploaded CA at
+this time, and if not, exactly why. It
+
+- bounds the work a hostile chain can cause (:mod:`certbound.pki.presented`);
+- validates with cryptography's client verifier under a device-friendly profile: certificates
+  without a SAN (CN-only) pass, and an EKU, when present, must contain clientAuth;
+- fills in intermediates from the trust store;
+- names the failure with a stable reason code (:mod:`certbound.pki.diagnosis`);
+- reuses verifiers (rebuilt when the store changes and every second, since a verifier carries
+  its validation time) and caches results keyed by the presented chain's exact bytes, for no
+  longer than the chain stays valid.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography import x509
+from cryptography.x509.verification import (
+    ClientVerifier,
+    Criticality,
+    ExtensionPolicy,
+    PolicyBuilder,
+    Store,
+    VerificationError,
+)
+
+from certbound.clock import Clock, SystemClock, as_utc, format_rfc3339
+from certbound.errors import CertboundError, ReasonCode
+from certbound.pki import certificate as facts
+from certbound.pki.anchors import AnchorSource, TrustAnchors
+from certbound.pki.diagnosis import diagnose
+from certbound.pki.presented import MAX_DEPTH, bound, parse_presented
+
+REJECTION_CACHE_SECONDS = 10
+GENERATION_POLL_SECONDS = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceIdentity:
+    """What a verified certificate says about the device (DESIGN.md deviceTrust.certificate)."""
+
+    subject_dn: str
+    issuer_dn: str
+    serial_number: str
+    sans: tuple[str, ...]
+    x5t_s256: str
+    spki_sha256: str
+    not_before: dt.datetime
+    not_after: dt.datetime
+
+    @classmethod
+    def of(cls, cert: x509.Certificate, cert_der: bytes) -> DeviceIdentity:
+        return cls(
+            subject_dn=cert.subject.rfc4514_string(),
+            issuer_dn=cert.issuer.rfc4514_string(),
+            serial_number=facts.serial_hex(cert),
+            sans=tuple(facts.san_strings(cert)),
+            x5t_s256=facts.x5t_s256(cert_der),
+            spki_sha256=facts.spki_sha256(cert),
+            not_before=cert.not_valid_before_utc,
+            not_after=cert.not_valid_after_utc,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "subjectDn": self.subject_dn,
+            "issuerDn": self.issuer_dn,
+            "serialNumber": self.serial_number,
+            "sans": list(self.sans),
+            "x5t#S256": self.x5t_s256,
+            "spkiSha256": self.spki_sha256,
+            "notBefore": format_rfc3339(self.not_before),
+            "notAfter": format_rfc3339(self.not_after),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """A chain that validated: the path used (leaf to anchor) and the device identity."""
+
+    chain: tuple[x509.Certificate, ...]
+    identity: DeviceIdentity
+    ok: bool = field(default=True, init=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "result": "OK",
+            "certificate": self.identity.to_dict(),
+            "chain": [c.subject.rfc4514_string() for c in self.chain],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A chain that did not validate, the reason code, and the certificate at fault."""
+
+    reason: ReasonCode
+    detail: str
+    culprit: facts.CertificateInfo | None = None
+    leaf: facts.CertificateInfo | None = None
+    ok: bool = field(default=False, init=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "result": "FAILED",
+            "reason": self.reason.value,
+            "detail": self.detail,
+            "fix": self.reason.fix,
+            "culprit": self.culprit.to_dict() if self.culprit else None,
+            "certificate": self.leaf.to_dict() if self.leaf else None,
+        }
+
+
+ValidationResult = Verified | Rejected
+
+
+def client_extension_policies() -> tuple[ExtensionPolicy, ExtensionPolicy]:
+    """The CA and end-entity profiles: Web PKI defaults, except that devices need no SAN.
+
+    ``ExtensionPolicy.permit_all()`` would also accept device certificates, but it drops the
+    EKU check; relaxing only the SAN rule keeps clientAuth enforced whenever an EKU exists.
+    """
+    ee = ExtensionPolicy.webpki_defaults_ee().may_be_present(
+        x509.SubjectAlternativeName, Criticality.AGNOSTIC, None
+    )
+    return ExtensionPolicy.webpki_defaults_ca(), ee
+
+
+@dataclass(slots=True)
+class _Cached:
+    result: ValidationResult
+    valid_from: dt.datetime
+    valid_until: dt.datetime
+    generation: int
+
+
+class _ResultCache:
+    """A bounded LRU of results, each usable only inside its own time window."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._entries: OrderedDict[tuple[bytes, ...], _Cached] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[bytes, ...], at: dt.datetime, generation: int) -> _Cached | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            if entry.generation != generation or not entry.valid_from <= at < entry.valid_until:
+                del self._entries[key]
+                return None
+            self._entries.move_to_end(key)
+            return entry
+
+    def put(self, key: tuple[bytes, ...], entry: _Cached) -> None:
+        if self._size <= 0:
+            return
+        with self._lock:
+            self._entries[key] = entry
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class Validator:
+    """Validates presented client-certificate chains against an :class:`AnchorSource`."""
+
+    def __init__(
+        self,
+        source: AnchorSource,
+        clock: Clock | None = None,
+        *,
+        cache_size: int = 10_000,
+        cache_seconds: int = 300,
+        max_depth: int = MAX_DEPTH,
+    ) -> None:
+        self._source = source
+        self._clock = clock or SystemClock()
+        self._cache = _ResultCache(cache_size)
+        self._cache_for = dt.timedelta(seconds=cache_seconds)
+        self._max_depth = max_depth
+        self._anchors = TrustAnchors((), ())
+        self._store: Store | None = None
+        self._verifier: tuple[int, float, ClientVerifier] | None = None
+        self._checked_at = -1e9
+        self._lock = threading.Lock()
+        self._ca_policy, self._ee_policy = client_extension_policies()
+
+    # trust set ---------------------------------------------------------------------
+
+    def refresh(self) -> TrustAnchors:
+        """Reload the trusted set now (after a change this process made)."""
+        with self._lock:
+            self._anchors = self._source.load()
+            self._store = Store(list(self._anchors.anchors)) if self._anchors.anchors else None
+            self._verifier = None
+            self._checked_at = time.monotonic()
+            self._cache.clear()
+            return self._anchors
+
+    def anchors(self) -> TrustAnchors:
+        """The trusted set, reloaded when the source's generation moved (polled)."""
+        if time.monotonic() - self._checked_at >= GENERATION_POLL_SECONDS:
+            self._checked_at = time.monotonic()
+            if self._store is None or self._source.generation() != self._anchors.generation:
+                return self.refresh()
+        return self._anchors
+
+    def _verifier_at(self, at: dt.datetime) -> ClientVerifier | None:
+        if self._store is None:
+            return None
+        second = at.replace(microsecond=0)
+        stamp = second.timestamp()
+        cached = self._verifier
+        if cached and cached[0] == self._anchors.generation and cached[1] == stamp:
+            return cached[2]
+        verifier = (
+            PolicyBuilder()
+            .store(self._store)
+            .time(second)
+            .max_chain_depth(self._max_depth)
+            .extension_policies(ca_policy=self._ca_policy, ee_policy=self._ee_policy)
+            .build_client_verifier()
+        )
+        self._verifier = (self._anchors.generation, stamp, verifier)
+        return verifier
+
+    # validation --------------------------------------------------------------------
+
+    def verify(self, presented: Sequence[bytes], at: dt.datetime | None = None) -> ValidationResult:
+        """Validate the presented chain (DER, leaf first) at ``at`` (default: the clock's now)."""
+        at = as_utc(at) if at is not None else self._clock.now()
+        anchors = self.anchors()
+        key = tuple(presented)
+        hit = self._cache.get(key, at, anchors.generation)
+        if hit is not None:
+            return hit.result
+        result, valid_from, valid_until = self._verify_cold(presented, anchors, at)
+        self._cache.put(key, _Cached(result, valid_from, valid_until, anchors.generation))
+        return result
+
+    def _verify_cold(
+        self, presented: Sequence[bytes], anchors: TrustAnchors, at: dt.datetime
+    ) -> tuple[ValidationResult, dt.datetime, dt.datetime]:
+        reject_window = (at, at + dt.timedelta(seconds=REJECTION_CACHE_SECONDS))
+        try:
+            certs = parse_presented(presented)
+            chain = bound(certs, anchors.all_cas)
+        except CertboundError as exc:
+            return Rejected(exc.reason, exc.detail), *reject_window
+        leaf_info = None
+        verifier = self._verifier_at(at)
+        try:
+            if verifier is None:
+                raise VerificationError("the trust store is empty")
+            verified = verifier.verify(chain.leaf, [*chain.intermediates, *anchors.intermediates])
+        except VerificationError as exc:
+            leaf_info = facts.CertificateInfo.of(chain.leaf)
+            found = diagnose(
+                chain.leaf,
+                chain.intermediates,
+                anchors,
+                at,
+                verifier_message=str(exc),
+                max_depth=self._max_depth,
+            )
+            culprit = facts.CertificateInfo.of(found.culprit) if found.culprit else None
+            return Rejected(found.reason, found.detail, culprit, leaf_info), *reject_window
+        path = tuple(verified.chain)
+        identity = DeviceIdentity.of(chain.leaf, presented[0])
+        valid_from = max(c.not_valid_before_utc for c in path)
+        valid_until = min(*(c.not_valid_after_utc for c in path), at + self._cache_for)
+        return Verified(path, identity), valid_from, valid_until
