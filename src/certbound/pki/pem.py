@@ -166,10 +166,12 @@ def _refuse_private_key(text: str) -> None:
     )
 
 
-def read_blocks(data: bytes) -> list[PemBlock]:
+def read_blocks(data: bytes, *, refuse_private_keys: bool = False) -> list[PemBlock]:
     """Split an upload (PEM text or one DER certificate) into blocks; no block is parsed yet.
 
-    A private-key block anywhere in PEM text is refused first, whatever else is wrong.
+    With ``refuse_private_keys`` (uploads), a private-key block anywhere in PEM text raises
+    PRIVATE_KEY_IN_UPLOAD before anything else is looked at; without it, key blocks are
+    returned like any other block (a client's own cert+key file).
     """
     if not data.strip():
         raise CertboundError(ReasonCode.UPLOAD_EMPTY, "the file is empty")
@@ -185,7 +187,8 @@ def read_blocks(data: bytes) -> list[PemBlock]:
     # Latin-1 maps every byte to one character: non-ASCII text between blocks is ignored and
     # offsets stay byte offsets; a non-ASCII byte inside a block fails its base64 check.
     text = data.decode("latin-1")
-    _refuse_private_key(text)
+    if refuse_private_keys:
+        _refuse_private_key(text)
     blocks = split_pem(text)
     if not blocks:
         binary = next((i for i, byte in enumerate(data) if byte > 0x7F), None)
@@ -232,4 +235,16 @@ def load_certificates(data: bytes) -> list[x509.Certificate]:
     A private key anywhere in the file is reported first, whatever else is wrong
     (:func:`read_blocks` checks PEM text; a DER key is recognised when it fails to load).
     """
-    return [_load_block(block) for block in read_blocks(data)]
+    return [_load_block(block) for block in read_blocks(data, refuse_private_keys=True)]
+
+
+def load_presented_file(data: bytes) -> list[x509.Certificate]:
+    """The certificates of a client's PEM/DER file (leaf first), skipping a private key.
+
+    Clients often keep the key in the same file (``curl --cert combined.pem``); unlike an
+    upload, such a file is the client's own and its key is simply ignored.
+    """
+    blocks = [b for b in read_blocks(data) if "PRIVATE KEY" not in b.label]
+    if not blocks:
+        raise CertboundError(ReasonCode.PEM_MALFORMED, "the file holds no certificate")
+    return [_load_block(block) for block in blocks]

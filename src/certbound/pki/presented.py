@@ -51,14 +51,18 @@ def parse_presented(ders: Sequence[bytes]) -> list[x509.Certificate]:
     certs = []
     for position, data in enumerate(unique):
         try:
-            certs.append(x509.load_der_x509_certificate(data))
-        except ValueError as exc:
+            cert = x509.load_der_x509_certificate(data)
+            # Extensions decode lazily; one that does not decode would otherwise surface
+            # as a ValueError deep inside diagnosis (or the CLI) instead of a reason code.
+            _ = cert.extensions
+        except (ValueError, x509.DuplicateExtension) as exc:
             what = "the leaf" if position == 0 else f"presented certificate {position + 1}"
             raise CertboundError(
                 ReasonCode.MALFORMED_CERTIFICATE,
                 f"{what} is not a valid X.509 certificate: {exc}",
                 {"position": position + 1},
             ) from exc
+        certs.append(cert)
     return certs
 
 
