@@ -46,11 +46,20 @@ def postgres_url() -> Iterator[str]:
     admin.dispose()
 
 
+GENESIS = "0" * 64
+# Tables holding one row that migrations create; reset, never deleted.
+_SINGLETONS = {
+    "trust_state": "UPDATE trust_state SET generation = 0",
+    "log_chain": f"UPDATE log_chain SET last_seq = 0, last_hash = '{GENESIS}', "
+    f"anchor_seq = 0, anchor_hash = '{GENESIS}'",
+}
+
+
 def _wipe(db: Database) -> None:
     with db.session() as session:
         for table in reversed(Base.metadata.sorted_tables):
-            if table.name == "trust_state":
-                session.execute(text("UPDATE trust_state SET generation = 0"))
+            if table.name in _SINGLETONS:
+                session.execute(text(_SINGLETONS[table.name]))
             else:
                 session.execute(table.delete())
 

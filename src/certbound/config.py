@@ -33,6 +33,15 @@ class Settings:
     verify_cache_size: int = 10_000
     # Days before a CA's notAfter at which uploads and listings warn.
     ca_expiry_warning_days: int = 90
+    # System Log: days events are kept before the retention job purges them.
+    log_retention_days: int = 90
+    # System Log: events waiting for the database at most (beyond: spooled to disk).
+    log_queue_size: int = 50_000
+
+    @property
+    def spool_dir(self) -> Path:
+        """Where the System Log spools events while the database is unreachable."""
+        return self.data_dir / "spool"
 
     @property
     def is_sqlite(self) -> bool:
@@ -62,7 +71,13 @@ def _read_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} cannot be read: {exc.strerror or exc}") from exc
 
 
-_INT_KEYS = {"verify_cache_seconds", "verify_cache_size", "ca_expiry_warning_days"}
+_INT_KEYS = {
+    "verify_cache_seconds",
+    "verify_cache_size",
+    "ca_expiry_warning_days",
+    "log_retention_days",
+    "log_queue_size",
+}
 _KNOWN = {f.name for f in fields(Settings)} - {"config_file"}
 
 

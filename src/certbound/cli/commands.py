@@ -7,8 +7,15 @@ import click
 
 def register(group: click.Group) -> None:
     """Attach the subcommands; each module owns one command or command group."""
-    from certbound.cli import ca, quickstart, verify
+    from certbound.cli import admin, ca, diagnose, log, quickstart, serve, verify
 
-    group.add_command(ca.ca)
-    group.add_command(verify.verify)
-    group.add_command(quickstart.quickstart)
+    for command in (
+        ca.ca,
+        verify.verify,
+        quickstart.quickstart,
+        log.log,
+        diagnose.diagnose,
+        admin.admin,
+        serve.serve,
+    ):
+        group.add_command(command)

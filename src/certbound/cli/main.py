@@ -9,12 +9,16 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from certbound import __version__
 from certbound.config import ConfigError, Settings, load_settings
 from certbound.storage.database import Database
+
+if TYPE_CHECKING:
+    from certbound.syslog.recorder import EventRecorder
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -26,6 +30,7 @@ class Context:
     config_file: Path | None
     _settings: Settings | None = None
     _database: Database | None = field(default=None, repr=False)
+    _recorder: EventRecorder | None = field(default=None, repr=False)
 
     @property
     def settings(self) -> Settings:
@@ -42,7 +47,23 @@ class Context:
             self._database.migrate()
         return self._database
 
+    def recorder(self) -> EventRecorder:
+        """The System Log recorder; closing the context flushes it."""
+        if self._recorder is None:
+            from certbound.clock import SystemClock
+            from certbound.syslog.recorder import EventRecorder
+
+            self._recorder = EventRecorder(
+                self.database(),
+                SystemClock(),
+                spool_dir=self.settings.spool_dir,
+                queue_size=self.settings.log_queue_size,
+            )
+        return self._recorder
+
     def close(self) -> None:
+        if self._recorder is not None:
+            self._recorder.close()
         if self._database is not None:
             self._database.dispose()
 

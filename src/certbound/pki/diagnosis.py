@@ -6,8 +6,9 @@ a fixed order (trust first, then the facts of each certificate on the path) and 
 first problem and the certificate it is about. A rejection no check explains becomes
 CERTIFICATE_POLICY_VIOLATION with the verifier's message as detail.
 
-The path here is found by following issuer names and signatures, only to point at the
-certificate at fault; the verdict itself always comes from the verifier.
+The paths here are found by following issuer names and signatures (backtracking over
+cross-signed alternatives, as the verifier does), only to point at the certificate at
+fault; the verdict itself always comes from the verifier.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from certbound.errors import ReasonCode
 from certbound.pki import certificate as facts
 from certbound.pki.algorithms import algorithm_problem
 from certbound.pki.anchors import TrustAnchors
-from certbound.pki.presented import MAX_DEPTH
+from certbound.pki.presented import MAX_DEPTH, UNDECODABLE
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,29 +43,58 @@ def _candidates(cert: x509.Certificate, pool: Sequence[x509.Certificate]) -> lis
     return [c for c in pool if c.subject == cert.issuer and c is not cert]
 
 
-def _find_path(
+MAX_DIAGNOSIS_STEPS = 256  # certificates examined while searching for paths
+
+
+def _find_paths(
     leaf: x509.Certificate, pool: Sequence[x509.Certificate], anchors: TrustAnchors
-) -> tuple[list[x509.Certificate], Diagnosis | None]:
-    """Follow issuers from the leaf to an anchor; on a break, say where and why."""
-    path = [leaf]
-    while not anchors.is_anchor(path[-1]):
+) -> tuple[list[list[x509.Certificate]], Diagnosis | None]:
+    """Every path from the leaf to an anchor by issuer names and signatures, as the verifier
+    searches them (alternatives are backtracked, not just the first signer followed).
+
+    With no complete path, the answer is the break found deepest in the chain, and why. A
+    path longer than ``MAX_DEPTH`` is returned as it is, for the path-length check. The
+    presented chain is already bounded, so this search is small; ``MAX_DIAGNOSIS_STEPS``
+    caps it anyway.
+    """
+    complete: list[list[x509.Certificate]] = []
+    overlong: list[list[x509.Certificate]] = []
+    deepest: tuple[int, Diagnosis] | None = None
+    stack: list[list[x509.Certificate]] = [[leaf]]
+    steps = 0
+    while stack and steps < MAX_DIAGNOSIS_STEPS:
+        steps += 1
+        path = stack.pop()
         cert = path[-1]
+        if anchors.is_anchor(cert):
+            complete.append(path)
+            continue
         named = [c for c in _candidates(cert, pool) if c not in path]
         signers = [c for c in named if facts.signed_by(cert, c)]
+        broken: Diagnosis | None = None
         if not named:
-            return path, _unknown_issuer(cert, path, pool, anchors)
-        if not signers:
-            return path, Diagnosis(
+            broken = _unknown_issuer(cert, path, pool, anchors)
+        elif not signers:
+            broken = Diagnosis(
                 ReasonCode.SIGNATURE_INVALID,
                 f"{_label(cert)} names {cert.issuer.rfc4514_string()!r} as issuer, but no "
                 "CA with that name holds the key that signed it "
                 f"(authority key id {facts.key_id(cert) or 'absent'})",
                 cert,
             )
+        if broken is not None:
+            if deepest is None or len(path) > deepest[0]:
+                deepest = (len(path), broken)
+            continue
         if len(path) > MAX_DEPTH:
-            break
-        path.append(next((c for c in signers if anchors.is_anchor(c)), signers[0]))
-    return path, None
+            overlong.append(path)
+            continue
+        # Depth first, trying anchors before other issuers, in the pool's order.
+        ordered = sorted(signers, key=anchors.is_anchor, reverse=True)
+        stack.extend([*path, c] for c in reversed(ordered))
+    if complete or overlong:
+        return complete or overlong, None
+    return [], deepest[1] if deepest else _unknown_issuer(leaf, [leaf], pool, anchors)
 
 
 def _namespace(name: x509.Name) -> frozenset[x509.NameAttribute[Any]]:
@@ -122,6 +152,21 @@ def _belongs_under_store(
                     f"it belongs to the same organisation as uploaded CA "
                     f"{ca.subject.rfc4514_string()!r}: upload its intermediate too"
                 )
+    return None
+
+
+def _undecodable(path: list[x509.Certificate]) -> Diagnosis | None:
+    """A certificate on the path (a stored one: presented ones are checked on intake) whose
+    extensions do not decode, which every later check would trip over."""
+    for cert in path:
+        try:
+            _ = cert.extensions
+        except UNDECODABLE as exc:
+            return Diagnosis(
+                ReasonCode.MALFORMED_CERTIFICATE,
+                f"{_label(cert)} has extensions that cannot be decoded: {exc}",
+                cert,
+            )
     return None
 
 
@@ -232,18 +277,39 @@ def diagnose(
 ) -> Diagnosis:
     """The reason code for a chain the verifier rejected."""
     pool = [*intermediates, *anchors.intermediates, *anchors.anchors]
-    path, broken = _find_path(leaf, pool, anchors)
-    if broken:
-        return broken
-    return (
-        _validity(path, at)
-        or _algorithms(path, anchors)
-        or _usages(path)
-        or _path_length(path, max_depth)
-        or _name_constraints(path)
-        or Diagnosis(
-            ReasonCode.CERTIFICATE_POLICY_VIOLATION,
-            f"the verifier rejected the chain: {verifier_message}",
-            leaf,
-        )
+    paths, broken = _find_paths(leaf, pool, anchors)
+    if broken or not paths:
+        return broken or _unknown_issuer(leaf, [leaf], pool, anchors)
+    # The verifier rejected every path. Explain with the path that gets furthest through
+    # the checks (its first problem comes latest in the order below): with cross-signed
+    # intermediates, a dead-end alternative must not hide the real problem.
+    explained = [_explain(path, anchors, at, max_depth, verifier_message) for path in paths]
+    return max(explained, key=lambda found: found[0])[1]
+
+
+def _explain(
+    path: list[x509.Certificate],
+    anchors: TrustAnchors,
+    at: dt.datetime,
+    max_depth: int,
+    verifier_message: str,
+) -> tuple[int, Diagnosis]:
+    """The first problem on one path, and how late in the check order it was found."""
+    undecodable = _undecodable(path)
+    if undecodable is not None:
+        return 0, undecodable
+    found = (
+        (0, _validity(path, at)),
+        (1, _algorithms(path, anchors)),
+        (2, _usages(path)),
+        (3, _path_length(path, max_depth)),
+        (4, _name_constraints(path)),
+    )
+    for rank, problem in found:
+        if problem is not None:
+            return rank, problem
+    return len(found), Diagnosis(
+        ReasonCode.CERTIFICATE_POLICY_VIOLATION,
+        f"the verifier rejected the chain: {verifier_message}",
+        path[0],
     )

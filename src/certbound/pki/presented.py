@@ -28,6 +28,10 @@ MAX_PER_SUBJECT = 2
 MAX_PATHS = 16
 MAX_DEPTH = 8
 
+# What cryptography raises when a certificate's extensions do not decode (they decode
+# lazily, on first access to ``Certificate.extensions``).
+UNDECODABLE = (ValueError, TypeError, x509.DuplicateExtension)
+
 
 @dataclass(frozen=True, slots=True)
 class PresentedChain:
@@ -55,7 +59,7 @@ def parse_presented(ders: Sequence[bytes]) -> list[x509.Certificate]:
             # Extensions decode lazily; one that does not decode would otherwise surface
             # as a ValueError deep inside diagnosis (or the CLI) instead of a reason code.
             _ = cert.extensions
-        except (ValueError, x509.DuplicateExtension) as exc:
+        except UNDECODABLE as exc:
             what = "the leaf" if position == 0 else f"presented certificate {position + 1}"
             raise CertboundError(
                 ReasonCode.MALFORMED_CERTIFICATE,

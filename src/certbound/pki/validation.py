@@ -36,9 +36,10 @@ from cryptography.x509.verification import (
 from certbound.clock import Clock, SystemClock, as_utc, format_rfc3339
 from certbound.errors import CertboundError, ReasonCode
 from certbound.pki import certificate as facts
+from certbound.pki.algorithms import key_problem
 from certbound.pki.anchors import AnchorSource, TrustAnchors
-from certbound.pki.diagnosis import diagnose
-from certbound.pki.presented import MAX_DEPTH, bound, parse_presented
+from certbound.pki.diagnosis import Diagnosis, diagnose
+from certbound.pki.presented import MAX_DEPTH, UNDECODABLE, bound, parse_presented
 
 REJECTION_CACHE_SECONDS = 10
 GENERATION_POLL_SECONDS = 2.0
@@ -133,6 +134,17 @@ def client_extension_policies() -> tuple[ExtensionPolicy, ExtensionPolicy]:
         x509.SubjectAlternativeName, Criticality.AGNOSTIC, None
     )
     return ExtensionPolicy.webpki_defaults_ca(), ee
+
+
+def _describe(cert: x509.Certificate | None) -> facts.CertificateInfo | None:
+    """What a rejection shows about the certificate at fault: None when there is none, or
+    when it is a trusted certificate whose extensions do not decode."""
+    if cert is None:
+        return None
+    try:
+        return facts.CertificateInfo.of(cert)
+    except UNDECODABLE:
+        return None
 
 
 @dataclass(slots=True)
@@ -273,16 +285,34 @@ class Validator:
             verified = verifier.verify(chain.leaf, [*chain.intermediates, *anchors.intermediates])
         except VerificationError as exc:
             leaf_info = facts.CertificateInfo.of(chain.leaf)
-            found = diagnose(
-                chain.leaf,
-                chain.intermediates,
-                anchors,
-                at,
-                verifier_message=str(exc),
-                max_depth=self._max_depth,
-            )
-            culprit = facts.CertificateInfo.of(found.culprit) if found.culprit else None
+            try:
+                found = diagnose(
+                    chain.leaf,
+                    chain.intermediates,
+                    anchors,
+                    at.replace(microsecond=0),  # the verifier's time (see _verifier_at)
+                    verifier_message=str(exc),
+                    max_depth=self._max_depth,
+                )
+            except UNDECODABLE as undecodable:
+                # Presented certificates are decoded on intake; a stored one may not be.
+                found = Diagnosis(
+                    ReasonCode.CERTIFICATE_POLICY_VIOLATION,
+                    f"the verifier rejected the chain: {exc} (a trusted certificate's "
+                    f"extensions do not decode: {undecodable})",
+                )
+            culprit = _describe(found.culprit)
             return Rejected(found.reason, found.detail, culprit, leaf_info), *reject_window
+        # The verifier checks the keys that verify signatures (the CAs'), never the leaf's
+        # own key: apply the algorithm policy to it here.
+        weak_key = key_problem(chain.leaf)
+        if weak_key:
+            leaf_info = facts.CertificateInfo.of(chain.leaf)
+            detail = f"the device certificate {leaf_info.subject_dn!r}: {weak_key}"
+            return (
+                Rejected(ReasonCode.WEAK_ALGORITHM, detail, leaf_info, leaf_info),
+                *reject_window,
+            )
         path = tuple(verified.chain)
         identity = DeviceIdentity.of(chain.leaf, presented[0])
         valid_from = max(c.not_valid_before_utc for c in path)

@@ -6,7 +6,9 @@ import datetime as dt
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     DateTime,
+    Index,
     ForeignKey,
     Integer,
     LargeBinary,
@@ -88,3 +90,68 @@ class CACertificate(Base):
     spki_sha256: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
     der: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
     authority: Mapped[CertificateAuthority] = relationship(back_populates="certificates")
+
+
+_SEQ = BigInteger().with_variant(Integer, "sqlite")
+
+
+class LogEvent(Base):
+    """One System Log event: the full JSON in ``body``, the filterable fields as columns,
+    and the hash chain (``prev_hash`` -> ``hash``) that makes edits evident."""
+
+    __tablename__ = "log_events"
+    __table_args__ = (
+        Index("ix_log_events_type_published", "event_type", "published", "seq"),
+        Index("ix_log_events_published", "published", "seq"),
+        Index("ix_log_events_reason_published", "outcome_reason", "published"),
+        Index("ix_log_events_device_serial", "device_serial"),
+        Index("ix_log_events_transaction", "transaction_id"),
+    )
+
+    seq: Mapped[int] = mapped_column(_SEQ, primary_key=True, autoincrement=True)
+    uuid: Mapped[str] = mapped_column(String(36), nullable=False, unique=True)
+    published: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    event_type: Mapped[str] = mapped_column(String(100), nullable=False)
+    severity: Mapped[str] = mapped_column(String(8), nullable=False)
+    outcome_result: Mapped[str] = mapped_column(String(16), nullable=False)
+    outcome_reason: Mapped[str | None] = mapped_column(String(64))
+    actor_id: Mapped[str | None] = mapped_column(String(255))
+    actor_alternate_id: Mapped[str | None] = mapped_column(String(255))
+    client_ip: Mapped[str | None] = mapped_column(String(64))
+    transaction_id: Mapped[str | None] = mapped_column(String(64))
+    device_serial: Mapped[str | None] = mapped_column(String(64))
+    device_subject_dn: Mapped[str | None] = mapped_column(Text)
+    device_issuer_dn: Mapped[str | None] = mapped_column(Text)
+    device_thumbprint: Mapped[str | None] = mapped_column(String(64))
+    target_ids: Mapped[str | None] = mapped_column(Text)
+    display_message: Mapped[str] = mapped_column(Text, nullable=False)
+    body: Mapped[str] = mapped_column(Text, nullable=False)
+    prev_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    hash: Mapped[str] = mapped_column(String(64), nullable=False)
+
+
+class LogChain(Base):
+    """One row: the head of the event hash chain, and the anchor left by the last purge."""
+
+    __tablename__ = "log_chain"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_seq: Mapped[int] = mapped_column(_SEQ, nullable=False, default=0)
+    last_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    anchor_seq: Mapped[int] = mapped_column(_SEQ, nullable=False, default=0)
+    anchor_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+
+
+class ApiToken(Base):
+    """An admin API token: only a hash of its secret is kept."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    role: Mapped[str] = mapped_column(String(32), nullable=False)
+    secret_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

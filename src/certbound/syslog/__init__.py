@@ -1,0 +1,1 @@
+"""The System Log: event types and schema, the recorder, queries, tamper evidence."""

@@ -1,0 +1,142 @@
+"""The System Log event: its types and its Okta-shaped JSON form (DESIGN.md, "System Log event").
+
+Every security decision is one :class:`Event`. Layers build events with the dataclasses here
+and hand them to the recorder; nothing else defines event JSON. ``docs/events.md`` lists every
+:class:`EventType` (a test keeps the two in step).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import uuid as uuid_mod
+from dataclasses import dataclass, field
+from typing import Any
+
+from certbound.clock import format_rfc3339
+from certbound.errors import ReasonCode
+
+EVENT_VERSION = "0"
+
+
+class EventType(enum.StrEnum):
+    DEVICE_TRUST_VERIFY = "device.trust.verify"
+    SECURITY_TRUST_CA_ADD = "security.trust.ca.add"
+    SECURITY_TRUST_CA_REMOVE = "security.trust.ca.remove"
+    PKI_CA_EXPIRATION_WARN = "pki.ca.expiration.warn"
+    SYSTEM_API_TOKEN_CREATE = "system.api_token.create"
+    SYSTEM_API_TOKEN_REVOKE = "system.api_token.revoke"
+    SYSTEM_LOG_PURGE = "system.log.purge"
+
+
+class Severity(enum.StrEnum):
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARN = "WARN"
+    ERROR = "ERROR"
+
+
+class Result(enum.StrEnum):
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+    ALLOW = "ALLOW"
+    DENY = "DENY"
+    SKIPPED = "SKIPPED"
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    id: str
+    type: str
+    alternate_id: str | None = None
+    display_name: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": self.type,
+            "alternateId": self.alternate_id,
+            "displayName": self.display_name,
+        }
+
+
+# Who acts when a person runs the CLI on the server itself.
+SYSTEM_ACTOR = Actor("system", "SystemPrincipal", "certbound", "Certbound")
+CLI_ACTOR = Actor("cli", "SystemPrincipal", "certbound-cli", "Certbound CLI")
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    id: str
+    type: str
+    alternate_id: str | None = None
+    display_name: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": self.type,
+            "alternateId": self.alternate_id,
+            "displayName": self.display_name,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    ip_address: str | None = None
+    user_agent: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ipAddress": self.ip_address, "userAgent": {"rawUserAgent": self.user_agent}}
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    result: Result
+    reason: ReasonCode | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"result": self.result.value, "reason": self.reason.value if self.reason else None}
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One System Log event. ``device_trust`` and ``policy_evaluation`` hold the JSON objects
+    of DESIGN.md's ``deviceTrust`` and ``policyEvaluationDetail`` as built by their layers."""
+
+    event_type: EventType
+    display_message: str
+    outcome: Outcome
+    actor: Actor = SYSTEM_ACTOR
+    severity: Severity = Severity.INFO
+    targets: tuple[Target, ...] = ()
+    client: Client = field(default_factory=Client)
+    transaction_id: str | None = None
+    transaction_type: str = "CLI"
+    authentication_context: dict[str, Any] | None = None
+    device_trust: dict[str, Any] | None = None
+    policy_evaluation: dict[str, Any] | None = None
+    debug_data: dict[str, Any] = field(default_factory=dict)
+    uuid: str = field(default_factory=lambda: str(uuid_mod.uuid4()))
+    published: dt.datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The event's JSON object; ``published`` must be set (the recorder sets it)."""
+        assert self.published is not None, "an event is published by the recorder"
+        return {
+            "uuid": self.uuid,
+            "published": format_rfc3339(self.published),
+            "eventType": self.event_type.value,
+            "version": EVENT_VERSION,
+            "severity": self.severity.value,
+            "displayMessage": self.display_message,
+            "actor": self.actor.to_dict(),
+            "client": self.client.to_dict(),
+            "outcome": self.outcome.to_dict(),
+            "target": [t.to_dict() for t in self.targets],
+            "transaction": {"id": self.transaction_id or self.uuid, "type": self.transaction_type},
+            "authenticationContext": self.authentication_context,
+            "deviceTrust": self.device_trust,
+            "policyEvaluationDetail": self.policy_evaluation,
+            "debugContext": {"debugData": self.debug_data},
+        }
