@@ -24,6 +24,7 @@ class Layer(enum.StrEnum):
     IDENTITY = "identity"
     POLICY = "policy"
     TOKEN = "token"
+    API = "api"
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +84,11 @@ class ReasonCode(enum.StrEnum):
     TOKEN_BINDING_MISSING = "TOKEN_BINDING_MISSING"
     TOKEN_EXPIRED = "TOKEN_EXPIRED"
     TOKEN_REVOKED = "TOKEN_REVOKED"
+    # Admin API requests
+    AUTHENTICATION_REQUIRED = "AUTHENTICATION_REQUIRED"
+    INVALID_TOKEN = "INVALID_TOKEN"
+    INVALID_FILTER = "INVALID_FILTER"
+    INVALID_QUERY = "INVALID_QUERY"
 
     @property
     def layer(self) -> Layer:
@@ -317,6 +323,33 @@ CATALOGUE: dict[ReasonCode, _Entry] = {
     ),
     ReasonCode.TOKEN_EXPIRED: _Entry(_T, "The token has expired.", "Request a new token."),
     ReasonCode.TOKEN_REVOKED: _Entry(_T, "The token was revoked.", "Request a new token."),
+    ReasonCode.AUTHENTICATION_REQUIRED: _Entry(
+        Layer.API,
+        "An admin API request carried no `Authorization: Bearer` API token.",
+        "Create a token with `certbound admin token create --name NAME` and send it as "
+        "`Authorization: Bearer <token>`.",
+    ),
+    ReasonCode.INVALID_TOKEN: _Entry(
+        Layer.API,
+        "The admin API token is unknown, malformed, expired or revoked.",
+        "Check the token was copied whole; `certbound admin token list` shows whether it "
+        "expired or was revoked; create a new one if so.",
+    ),
+    ReasonCode.INVALID_FILTER: _Entry(
+        Layer.API,
+        "The System Log `filter` expression does not parse, or names an attribute that "
+        "cannot be filtered on; the detail gives the position.",
+        "Fix the expression at the position the detail gives: SCIM operators eq co sw ew "
+        "pr gt ge lt le, and/or/not, parentheses, double-quoted values, and only the "
+        "System Log's filterable attributes.",
+    ),
+    ReasonCode.INVALID_QUERY: _Entry(
+        Layer.API,
+        "A System Log query parameter is invalid (limit outside 1..1000, a malformed "
+        "since/until/after, since after until, an unknown parameter).",
+        "Correct the parameter the detail names; use RFC 3339 times and pass `after` "
+        "only as copied from a Link header.",
+    ),
 }
 
 

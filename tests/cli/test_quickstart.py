@@ -3,6 +3,7 @@ in a subprocess, real files, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -60,10 +61,36 @@ def test_quickstart_reports_each_device_code(tmp_path: Path, env: dict[str, str]
     rows = {row["device"]: row for row in json.loads(done.stdout)["devices"]}
     assert set(rows) == set(DEVICES)
     for device, expected in QUICKSTART_DEVICES.items():
-        if device == "revoked":  # revocation checking is not built yet
-            assert rows[device]["reason"] is None and rows[device]["note"]
-            continue
         assert rows[device]["reason"] == expected, rows[device]
+        assert rows[device]["as_expected"] is True
+    assert QUICKSTART_DEVICES["revoked"] == "REVOKED_CERTIFICATE"
+    assert "intermediate.crl.pem" in rows["revoked"]["detail"]
+
+
+def test_quickstart_checks_its_crl_file(demo: Path, env: dict[str, str]) -> None:
+    """The demo CA's CRL URL is the file quickstart wrote; a good device is GOOD on it."""
+    config = str(demo / "certbound.toml")
+    [stored] = json.loads(certbound("--config", config, "ca", "list", "--json", env=env).stdout)[
+        "cas"
+    ]
+    shown = certbound("--config", config, "ca", "show", stored["id"], "--json", env=env)
+    crl_url = json.loads(shown.stdout)["revocation"]["crlUrl"]
+    assert crl_url == (demo / "pki" / "intermediate.crl.pem").as_uri()
+    good = demo / "pki" / "devices" / "good.pem"
+    done = certbound("--config", config, "verify", "--json", str(good), env=env)
+    revocation = json.loads(done.stdout)["revocation"]
+    assert revocation["status"] == "GOOD" and revocation["source"] == "file"
+    assert revocation["url"] == crl_url
+
+
+def test_a_stale_demo_crl_is_refused(demo: Path, env: dict[str, str]) -> None:
+    """Past the CRL's nextUpdate (7 days) plus the allowed hour, the demo refuses."""
+    config = str(demo / "certbound.toml")
+    good = str(demo / "pki" / "devices" / "good.pem")
+    later = (dt.datetime.now(dt.UTC) + dt.timedelta(days=8)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    done = certbound("--config", config, "verify", "--at", later, good, env=env)
+    assert done.returncode == 1, done.stdout
+    assert f"{good}: FAILED REVOCATION_STALE: " in done.stdout
 
 
 def test_quickstart_twice_replaces_the_demo_ca(demo: Path, env: dict[str, str]) -> None:
@@ -78,9 +105,10 @@ def test_verify_against_the_store(demo: Path, env: dict[str, str], device: str) 
     cert = demo / "pki" / "devices" / f"{device}.pem"
     done = certbound("--config", str(demo / "certbound.toml"), "verify", str(cert), env=env)
     expected = QUICKSTART_DEVICES[device]
-    if expected is None or device == "revoked":
+    if expected is None:
         assert done.returncode == 0, done.stdout
         assert done.stdout.startswith(f"{cert}: OK")
+        assert "  revocation GOOD (file, file://" in done.stdout
     else:
         assert done.returncode == 1, done.stdout
         assert done.stdout.startswith(f"{cert}: FAILED {expected}: ")

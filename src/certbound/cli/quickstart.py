@@ -3,12 +3,21 @@
 Creates a development PKI under ``D/pki`` (the layout DESIGN.md fixes), writes
 ``D/certbound.toml``, initialises the database, uploads the CA chain and verifies every
 device certificate against the trust store, printing device, result and reason code.
+The demo CA's revocation settings point at the CRL the dev PKI writes
+(``file://D/pki/intermediate.crl.pem``), on which the ``revoked`` device is listed, so it
+is refused with REVOKED_CERTIFICATE.
+
+Everything it changes and decides lands in the System Log of its database as one
+transaction: the demo CA's removal (from an earlier run) and upload, and a
+``device.trust.verify`` event per device.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -19,18 +28,22 @@ from rich.table import Table
 from certbound.clock import SystemClock
 from certbound.config import Settings, load_settings
 from certbound.errors import CertboundError
+from certbound.pki import events
 from certbound.pki.certificate import der
 from certbound.pki.devpki import QUICKSTART_DEVICES, build_dev_pki, write_dev_pki
 from certbound.pki.pem import load_presented_file
+from certbound.pki.revocation import RevocationChecker, stored_policies
+from certbound.pki.revocation_policy import RevocationPolicy
 from certbound.pki.truststore import TrustStore
 from certbound.pki.validation import Rejected, Validator
 from certbound.storage.database import Database
+from certbound.syslog.events import Event
+from certbound.syslog.recorder import EventRecorder
 
 from .main import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Context, pass_context
 
 CA_NAME = "Certbound Dev CA chain (quickstart)"
-# Revocation (CRL/OCSP) is not checked yet; until it is, this device validates.
-NOT_YET_CHECKED = {"revoked"}
+CRL_FILE = "intermediate.crl.pem"
 
 
 def _write_config(directory: Path) -> Path:
@@ -43,34 +56,64 @@ def _write_config(directory: Path) -> Path:
     return path
 
 
-def _replace_demo_ca(store: TrustStore, chain: bytes) -> str:
-    """Upload the chain, first removing what an earlier quickstart run uploaded."""
+class _Log:
+    """Records this run's events, all under one transaction id."""
+
+    def __init__(self, recorder: EventRecorder) -> None:
+        self.recorder = recorder
+        self.transaction_id = str(uuid.uuid4())
+
+    def __call__(self, event: Event) -> None:
+        self.recorder.record(dataclasses.replace(event, transaction_id=self.transaction_id))
+
+
+def _replace_demo_ca(store: TrustStore, pki_dir: Path, log: _Log) -> str:
+    """Upload the chain, checked against the dev PKI's CRL file, first removing what an
+    earlier quickstart run uploaded."""
     for stored in store.list():
         if stored.name == CA_NAME:
-            store.remove(stored.id)
-    return store.add(chain, CA_NAME).id
+            log(events.ca_removed(store.remove(stored.id)))
+    chain = pki_dir / "ca-chain.pem"
+    policy = RevocationPolicy(crl_url=(pki_dir / CRL_FILE).as_uri())
+    added = store.add(chain.read_bytes(), CA_NAME, revocation=policy)
+    event = events.ca_added(added, filename=str(chain))
+    log(dataclasses.replace(event, debug_data={**event.debug_data, "revocation": policy.to_dict()}))
+    return added.id
 
 
-def _verify_devices(validator: Validator, pki_dir: Path) -> list[dict[str, Any]]:
+def _verify_devices(validator: Validator, pki_dir: Path, log: _Log) -> list[dict[str, Any]]:
     rows = []
     for name, expected in QUICKSTART_DEVICES.items():
-        cert_pem = (pki_dir / "devices" / f"{name}.pem").read_bytes()
-        chain = load_presented_file(cert_pem)
+        path = pki_dir / "devices" / f"{name}.pem"
+        chain = load_presented_file(path.read_bytes())
         result = validator.verify([der(c) for c in chain])
+        extra = {"command": "quickstart", "device": name, "file": str(path)}
+        generation = validator.anchors().generation
+        log(events.device_verified(result, chain[0], generation=generation, extra=extra))
         got = result.reason.value if isinstance(result, Rejected) else None
-        pending = name in NOT_YET_CHECKED and got is None
         rows.append(
             {
                 "device": name,
                 "result": "OK" if result.ok else "FAILED",
                 "reason": got,
                 "expected": expected,
-                "as_expected": got == expected or pending,
-                "note": "revocation is not checked yet" if pending else "",
+                "as_expected": got == expected,
                 "detail": result.detail if isinstance(result, Rejected) else "",
             }
         )
     return rows
+
+
+def _verify_all(
+    db: Database, store: TrustStore, recorder: EventRecorder, pki_dir: Path, log: _Log
+) -> list[dict[str, Any]]:
+    """Every device, checked like ``certbound verify``: path, then revocation."""
+    checker = RevocationChecker(db, SystemClock(), recorder=recorder)
+    try:
+        validator = Validator(store, revocation=checker, policies=stored_policies(db))
+        return _verify_devices(validator, pki_dir, log)
+    finally:
+        checker.close()
 
 
 def _print_table(rows: list[dict[str, Any]], console: Console) -> None:
@@ -80,8 +123,6 @@ def _print_table(rows: list[dict[str, Any]], console: Console) -> None:
     for row in rows:
         colour = "green" if row["result"] == "OK" else "red"
         expected = "yes" if row["as_expected"] else f"no: expected {row['expected'] or 'OK'}"
-        if row["note"]:
-            expected += f" ({row['note']})"
         table.add_row(
             row["device"], f"[{colour}]{row['result']}[/]", row["reason"] or "-", expected
         )
@@ -113,15 +154,22 @@ def quickstart(ctx: Context, directory: Path, no_serve: bool, as_json: bool) -> 
     write_dev_pki(build_dev_pki(), pki_dir)
     settings = _settings(ctx, directory)
     db = Database(settings.database_url)
+    recorder: EventRecorder | None = None
     try:
         db.migrate()
-        store = TrustStore(db, SystemClock())
-        ca_id = _replace_demo_ca(store, (pki_dir / "ca-chain.pem").read_bytes())
-        rows = _verify_devices(Validator(store), pki_dir)
+        recorder = EventRecorder(
+            db, SystemClock(), spool_dir=settings.spool_dir, queue_size=settings.log_queue_size
+        )
+        log = _Log(recorder)
+        store = TrustStore(db, SystemClock(), settings.ca_expiry_warning_days)
+        ca_id = _replace_demo_ca(store, pki_dir, log)
+        rows = _verify_all(db, store, recorder, pki_dir, log)
     except CertboundError as exc:
         click.echo(f"error {exc.reason.value}: {exc.detail}", err=True)
         sys.exit(EXIT_USAGE)
     finally:
+        if recorder is not None:
+            recorder.close()
         db.dispose()
     ok = all(row["as_expected"] for row in rows)
     if as_json:

@@ -5,11 +5,15 @@ highest CA when only part of a chain was uploaded) becomes a trust anchor; the C
 are known intermediates, offered to path building so devices (or proxies that forward only
 the leaf) need not send them. Intermediates are never anchors, so a root's expiry or
 constraints still apply to every path through it.
+
+Each certificate remembers which stored CA chain (its ``ca_id``) it came from, when the
+source knows (:meth:`TrustAnchors.owner`): the validator checks revocation with that CA's
+settings. A certificate in several uploads belongs to the first.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -36,19 +40,29 @@ class TrustAnchors:
     intermediates: tuple[x509.Certificate, ...]
     generation: int = 0
     anchor_ders: frozenset[bytes] = field(default=frozenset(), compare=False)
+    owners: Mapping[bytes, str] = field(default_factory=dict, compare=False)
 
     @classmethod
     def from_bundles(
-        cls, bundles: Iterable[Sequence[x509.Certificate]], generation: int = 0
+        cls,
+        bundles: Iterable[Sequence[x509.Certificate]],
+        generation: int = 0,
+        ids: Sequence[str | None] | None = None,
     ) -> TrustAnchors:
+        """Anchors and intermediates of the chains; ``ids[i]`` is chain i's stored CA id."""
         anchors: dict[bytes, x509.Certificate] = {}
         intermediates: dict[bytes, x509.Certificate] = {}
-        for chain in bundles:
+        owners: dict[bytes, str] = {}
+        for position, chain in enumerate(bundles):
             if not chain:
                 continue
             anchors.setdefault(der(chain[-1]), chain[-1])
             for cert in chain[:-1]:
                 intermediates.setdefault(der(cert), cert)
+            ca_id = ids[position] if ids is not None else None
+            if ca_id is not None:
+                for cert in chain:
+                    owners.setdefault(der(cert), ca_id)
         for key in anchors:
             intermediates.pop(key, None)
         return cls(
@@ -56,10 +70,28 @@ class TrustAnchors:
             tuple(intermediates.values()),
             generation,
             frozenset(anchors),
+            owners,
         )
 
     def is_anchor(self, cert: x509.Certificate) -> bool:
         return der(cert) in self.anchor_ders
+
+    def owner(self, cert: x509.Certificate) -> str | None:
+        """The id of the stored CA chain ``cert`` comes from; None when it is not stored
+        (or the source has no ids: a file given to the CLI)."""
+        if not self.owners:
+            return None
+        return self.owners.get(der(cert))
+
+    def path_owner(self, path: Sequence[x509.Certificate]) -> str | None:
+        """The CA whose settings apply to a validated path (leaf to anchor): the owner of
+        the stored certificate closest to the leaf, so a root shared by two uploads still
+        gives each intermediate's devices their own CA's settings."""
+        for cert in path[1:]:
+            found = self.owner(cert)
+            if found is not None:
+                return found
+        return None
 
     @property
     def all_cas(self) -> tuple[x509.Certificate, ...]:

@@ -21,6 +21,7 @@ from certbound.clock import format_rfc3339
 from certbound.errors import CertboundError, ReasonCode
 from certbound.pki.algorithms import algorithm_problem
 from certbound.pki.certificate import (
+    UNDECODABLE,
     basic_constraints,
     is_self_issued,
     serial_hex,
@@ -147,7 +148,7 @@ def check_is_ca(block: Block) -> None:
     PEM_MALFORMED when its extensions cannot be parsed at all."""
     try:
         extensions = block.cert.extensions
-    except (ValueError, x509.DuplicateExtension) as exc:
+    except UNDECODABLE as exc:
         detail = f"{block.label} has extensions that cannot be parsed ({exc})"
         raise _error(ReasonCode.PEM_MALFORMED, detail, block) from exc
     why = ca_problem(extensions)

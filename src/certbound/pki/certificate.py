@@ -16,6 +16,10 @@ from cryptography.x509.oid import ExtensionOID
 
 from certbound.clock import format_rfc3339
 
+# What cryptography raises when a certificate's extensions do not decode (they decode
+# lazily, on first access to ``Certificate.extensions``).
+UNDECODABLE = (ValueError, TypeError, x509.DuplicateExtension)
+
 _DER = serialization.Encoding.DER
 _SPKI = serialization.PublicFormat.SubjectPublicKeyInfo
 

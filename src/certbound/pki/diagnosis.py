@@ -14,8 +14,9 @@ fault; the verdict itself always comes from the verifier.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from cryptography import x509
@@ -23,9 +24,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from certbound.errors import ReasonCode
 from certbound.pki import certificate as facts
-from certbound.pki.algorithms import algorithm_problem
+from certbound.pki.algorithms import algorithm_problem, signature_problem
 from certbound.pki.anchors import TrustAnchors
-from certbound.pki.presented import MAX_DEPTH, UNDECODABLE
+from certbound.pki.certificate import UNDECODABLE
+from certbound.pki.presented import MAX_DEPTH
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +39,14 @@ class Diagnosis:
 
 def _label(cert: x509.Certificate) -> str:
     return f"{cert.subject.rfc4514_string()!r} (serial {facts.serial_hex(cert)})"
+
+
+def _key_id(cert: x509.Certificate) -> str:
+    """The authority key id a certificate names, for a message."""
+    try:
+        return facts.key_id(cert) or "absent"
+    except UNDECODABLE:
+        return "undecodable"
 
 
 def _candidates(cert: x509.Certificate, pool: Sequence[x509.Certificate]) -> list[x509.Certificate]:
@@ -74,12 +84,17 @@ def _find_paths(
         broken: Diagnosis | None = None
         if not named:
             broken = _unknown_issuer(cert, path, pool, anchors)
+        elif not signers and signature_problem(cert):
+            # Its signature cannot be checked at all (SHA-1, MD5 ...): name that, not a key.
+            broken = Diagnosis(
+                ReasonCode.WEAK_ALGORITHM, f"{_label(cert)}: {signature_problem(cert)}", cert
+            )
         elif not signers:
             broken = Diagnosis(
                 ReasonCode.SIGNATURE_INVALID,
                 f"{_label(cert)} names {cert.issuer.rfc4514_string()!r} as issuer, but no "
                 "CA with that name holds the key that signed it "
-                f"(authority key id {facts.key_id(cert) or 'absent'})",
+                f"(authority key id {_key_id(cert)})",
                 cert,
             )
         if broken is not None:
@@ -109,7 +124,7 @@ def _unknown_issuer(
     anchors: TrustAnchors,
 ) -> Diagnosis:
     issuer = cert.issuer.rfc4514_string()
-    keyid = facts.key_id(cert) or "absent"
+    keyid = _key_id(cert)
     if len(path) > 1:
         return Diagnosis(
             ReasonCode.UNKNOWN_CA,
@@ -156,8 +171,8 @@ def _belongs_under_store(
 
 
 def _undecodable(path: list[x509.Certificate]) -> Diagnosis | None:
-    """A certificate on the path (a stored one: presented ones are checked on intake) whose
-    extensions do not decode, which every later check would trip over."""
+    """A CA on the path whose extensions do not decode (cryptography's own parser may still
+    have taken it), which the checks that read extensions would trip over."""
     for cert in path:
         try:
             _ = cert.extensions
@@ -192,11 +207,18 @@ def _algorithms(path: list[x509.Certificate], anchors: TrustAnchors) -> Diagnosi
     return None
 
 
+def _oid_name(oid: x509.ObjectIdentifier) -> str:
+    if oid == ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE:
+        return "anyExtendedKeyUsage"
+    name = getattr(oid, "_name", "Unknown OID")
+    return oid.dotted_string if name == "Unknown OID" else str(name)
+
+
 def _usages(path: list[x509.Certificate]) -> Diagnosis | None:
     leaf, cas = path[0], path[1:]
     eku = facts.extension(leaf, x509.ExtendedKeyUsage)
     if eku is not None and ExtendedKeyUsageOID.CLIENT_AUTH not in eku:
-        names = ", ".join(getattr(o, "_name", o.dotted_string) for o in eku)
+        names = ", ".join(_oid_name(o) for o in eku)
         return Diagnosis(
             ReasonCode.EKU_NOT_CLIENT_AUTH,
             f"{_label(leaf)} allows only {names}, not clientAuth",
@@ -295,20 +317,19 @@ def _explain(
     verifier_message: str,
 ) -> tuple[int, Diagnosis]:
     """The first problem on one path, and how late in the check order it was found."""
-    undecodable = _undecodable(path)
-    if undecodable is not None:
-        return 0, undecodable
-    found = (
-        (0, _validity(path, at)),
-        (1, _algorithms(path, anchors)),
-        (2, _usages(path)),
-        (3, _path_length(path, max_depth)),
-        (4, _name_constraints(path)),
+    checks: tuple[Callable[[], Diagnosis | None], ...] = (
+        partial(_validity, path, at),
+        partial(_algorithms, path, anchors),
+        partial(_undecodable, path),  # the checks after it read extensions
+        partial(_usages, path),
+        partial(_path_length, path, max_depth),
+        partial(_name_constraints, path),
     )
-    for rank, problem in found:
+    for rank, check in enumerate(checks):
+        problem = check()
         if problem is not None:
             return rank, problem
-    return len(found), Diagnosis(
+    return len(checks), Diagnosis(
         ReasonCode.CERTIFICATE_POLICY_VIOLATION,
         f"the verifier rejected the chain: {verifier_message}",
         path[0],

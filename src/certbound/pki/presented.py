@@ -1,17 +1,23 @@
 """The chain a client presented: parsed, deduplicated and bounded before path building.
 
-cryptography's path builder explores every combination of candidate issuers, so a hostile
-client can make it run for minutes (four self-issued intermediates with one subject and key
-took over 30 s with cryptography 48). Before any verifier sees a chain, this module:
+cryptography 48's path builder tries every candidate issuer, has no cycle check and no
+signature budget, so a hostile client can make it run for minutes (four self-issued
+intermediates with one subject and key took over 30 s; two CAs issued by each other twice,
+about 100 ms). Before any verifier sees a chain, this module:
 
 1. refuses more than ``MAX_PRESENTED`` certificates outright;
-2. drops duplicate intermediates, copies of the leaf, and self-issued intermediates (a
-   presented root or key-rollover certificate is never needed: anchors come from the store);
+2. drops duplicates, and certificates for a subject and key the store already trusts as an
+   anchor (a presented copy of a root, a cross-certificate for it: a path can end at the
+   anchor itself);
 3. keeps only intermediates linked to the leaf by issuer names;
-4. refuses a chain whose issuer-name graph offers more than ``MAX_PATHS`` candidate paths
-   or more than ``MAX_PER_SUBJECT`` certificates with one subject.
+4. estimates the worst-case signature work of path building over the presented and stored
+   CAs (cycles included, depth-bounded, weighted by each issuer's key type) and refuses a
+   chain above ``WORK_BUDGET_US``;
+5. refuses a leaf whose names times the presented CAs' name-constraint subtrees exceed
+   ``MAX_NAME_CHECKS`` (constraint matching is quadratic).
 
-What is left is small enough that verification stays within a few milliseconds.
+A leaf with at most one presented intermediate takes a fast path: one extra certificate
+cannot create a cycle or a choice, so only the name-constraint bound applies.
 """
 
 from __future__ import annotations
@@ -20,17 +26,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from certbound.errors import CertboundError, ReasonCode
+from certbound.pki import certificate as facts
+from certbound.pki.anchors import TrustAnchors
+from certbound.pki.certificate import UNDECODABLE
 
 MAX_PRESENTED = 10
 MAX_PER_SUBJECT = 2
-MAX_PATHS = 16
 MAX_DEPTH = 8
+WORK_BUDGET_US = 25_000.0
+MAX_NAME_CHECKS = 16_384
 
-# What cryptography raises when a certificate's extensions do not decode (they decode
-# lazily, on first access to ``Certificate.extensions``).
-UNDECODABLE = (ValueError, TypeError, x509.DuplicateExtension)
+# Estimated CPU microseconds of one signature check, by the issuing key (measured here).
+_EC_COST_US = {"secp256r1": 110.0, "secp384r1": 450.0, "secp521r1": 550.0}
+_UNKNOWN_COST_US = 550.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +50,10 @@ class PresentedChain:
     leaf: x509.Certificate
     intermediates: tuple[x509.Certificate, ...]
     dropped: int  # presented certificates removed by the bounds
+
+
+def _too_complex(detail: str) -> CertboundError:
+    return CertboundError(ReasonCode.CHAIN_TOO_COMPLEX, detail)
 
 
 def parse_presented(ders: Sequence[bytes]) -> list[x509.Certificate]:
@@ -51,14 +67,15 @@ def parse_presented(ders: Sequence[bytes]) -> list[x509.Certificate]:
             f"{len(ders)} certificates presented; at most {MAX_PRESENTED} are accepted",
             {"presented": len(ders)},
         )
-    unique = list(dict.fromkeys(ders))
     certs = []
-    for position, data in enumerate(unique):
+    for position, data in enumerate(dict.fromkeys(ders)):
         try:
             cert = x509.load_der_x509_certificate(data)
-            # Extensions decode lazily; one that does not decode would otherwise surface
-            # as a ValueError deep inside diagnosis (or the CLI) instead of a reason code.
-            _ = cert.extensions
+            if position == 0:
+                # Extensions decode lazily. The leaf's must decode (the verifier's result
+                # and the device identity are built from them); a CA's are cryptography's
+                # business, and diagnosis copes with one that does not decode.
+                _ = cert.extensions
         except UNDECODABLE as exc:
             what = "the leaf" if position == 0 else f"presented certificate {position + 1}"
             raise CertboundError(
@@ -68,6 +85,74 @@ def parse_presented(ders: Sequence[bytes]) -> list[x509.Certificate]:
             ) from exc
         certs.append(cert)
     return certs
+
+
+def signature_cost_us(issuer: x509.Certificate) -> float:
+    """Estimated CPU microseconds to check one signature made by ``issuer``'s key."""
+    try:
+        key = issuer.public_key()
+    except (ValueError, UnsupportedAlgorithm):
+        return _UNKNOWN_COST_US
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return _EC_COST_US.get(key.curve.name, _UNKNOWN_COST_US)
+    if isinstance(key, rsa.RSAPublicKey):
+        return 45.0 * (key.key_size / 2048) ** 2
+    return _UNKNOWN_COST_US
+
+
+@dataclass(frozen=True, slots=True)
+class _Node:
+    cert: x509.Certificate
+    issuer: x509.Name
+    anchor: bool
+
+
+def _graph(
+    presented: Sequence[x509.Certificate], anchors: TrustAnchors
+) -> dict[x509.Name, list[_Node]]:
+    graph: dict[x509.Name, list[_Node]] = {}
+    for cert in presented:
+        node = _Node(cert, cert.issuer, False)
+        graph.setdefault(cert.subject, []).append(node)
+    for cert in anchors.all_cas:
+        node = _Node(cert, cert.issuer, anchors.is_anchor(cert))
+        graph.setdefault(cert.subject, []).append(node)
+    return graph
+
+
+def estimated_work_us(
+    leaf: x509.Certificate,
+    presented: Sequence[x509.Certificate],
+    anchors: TrustAnchors,
+    max_depth: int = MAX_DEPTH,
+    budget: float = WORK_BUDGET_US,
+) -> float:
+    """Worst-case signature work of path building, in estimated CPU microseconds.
+
+    Every candidate issuer (matched by name, as the builder does) costs one signature check
+    by its key; a candidate that is not an anchor is expanded again, cycles included, up to
+    ``max_depth``. Counting stops once ``budget`` is exceeded.
+    """
+    graph = _graph(presented, anchors)
+    costs = {id(n.cert): signature_cost_us(n.cert) for group in graph.values() for n in group}
+    memo: dict[tuple[x509.Name, int], float] = {}
+
+    def below(name: x509.Name, depth: int) -> float:
+        if depth > max_depth:
+            return 0.0
+        if (name, depth) in memo:
+            return memo[(name, depth)]
+        total = 0.0
+        for node in graph.get(name, ()):
+            total += costs[id(node.cert)]
+            if not node.anchor:
+                total += below(node.issuer, depth + 1)
+            if total > budget:
+                break
+        memo[(name, depth)] = total
+        return total
+
+    return below(leaf.issuer, 1)
 
 
 def _linked(
@@ -90,48 +175,86 @@ def _linked(
     return keep
 
 
-def _count_paths(
-    leaf: x509.Certificate,
-    by_subject: dict[x509.Name, list[x509.Certificate]],
-    limit: int,
-) -> int:
-    """Issuer-name paths from the leaf (depth-bounded, acyclic), counted up to ``limit``."""
-    count = 0
-    stack: list[tuple[x509.Name, frozenset[x509.Name], int]] = [(leaf.issuer, frozenset(), 1)]
-    while stack and count <= limit:
-        name, on_path, depth = stack.pop()
-        issuers = by_subject.get(name, [])
-        if not issuers or name in on_path or depth > MAX_DEPTH:
-            count += 1
-            continue
-        stack.extend((c.issuer, on_path | {name}, depth + 1) for c in issuers)
-    return count
+def _check_crowding(kept: Sequence[x509.Certificate]) -> None:
+    per_subject: dict[x509.Name, int] = {}
+    for cert in kept:
+        per_subject[cert.subject] = per_subject.get(cert.subject, 0) + 1
+    for name, count in per_subject.items():
+        if count > MAX_PER_SUBJECT:
+            raise _too_complex(
+                f"{count} presented certificates share the subject {name.rfc4514_string()!r}; "
+                f"at most {MAX_PER_SUBJECT} are accepted"
+            )
+
+
+def _subtrees(cert: x509.Certificate) -> int:
+    try:
+        constraints = facts.extension(cert, x509.NameConstraints)
+    except UNDECODABLE:
+        return 0  # cryptography refuses such a CA itself, cheaply
+    if constraints is None:
+        return 0
+    return len(constraints.permitted_subtrees or ()) + len(constraints.excluded_subtrees or ())
+
+
+def _leaf_names(leaf: x509.Certificate) -> int:
+    sans = facts.extension(leaf, x509.SubjectAlternativeName)
+    return 1 + (len(sans) if sans is not None else 0)
+
+
+def _check_name_work(
+    leaf: x509.Certificate, presented: Sequence[x509.Certificate], presented_bytes: int
+) -> None:
+    if not presented:
+        return
+    names = _leaf_names(leaf)
+    # A subtree takes at least 5 bytes of DER: when even that many could not exceed the
+    # bound, skip decoding the CAs' extensions (the common case, and the fast path).
+    if names * (presented_bytes // 5) <= MAX_NAME_CHECKS:
+        return
+    subtrees = sum(_subtrees(cert) for cert in presented)
+    if names * subtrees > MAX_NAME_CHECKS:
+        raise _too_complex(
+            f"the leaf's {names} names against {subtrees} name-constraint subtrees of the "
+            f"presented CAs exceed {MAX_NAME_CHECKS} checks"
+        )
+
+
+def present(
+    ders: Sequence[bytes], anchors: TrustAnchors, max_depth: int = MAX_DEPTH
+) -> PresentedChain:
+    """Parse the presented chain (DER, leaf first) and apply the work bounds."""
+    certs = parse_presented(ders)
+    return bound(certs, anchors, max_depth, sum(len(d) for d in ders[1:]))
 
 
 def bound(
-    certs: Sequence[x509.Certificate], store_cas: Sequence[x509.Certificate]
+    certs: Sequence[x509.Certificate],
+    anchors: TrustAnchors,
+    max_depth: int = MAX_DEPTH,
+    presented_bytes: int | None = None,
 ) -> PresentedChain:
-    """Apply the work bounds to a parsed presented chain (leaf first)."""
+    """Apply the work bounds to a parsed presented chain (leaf first).
+
+    ``presented_bytes`` (the DER size of the certificates after the leaf) lets the
+    name-constraint bound skip decoding CA extensions; without it they are decoded.
+    """
     leaf, rest = certs[0], certs[1:]
-    candidates = [cert for cert in rest if cert.subject != cert.issuer]
+    if presented_bytes is None:
+        presented_bytes = MAX_NAME_CHECKS * 5 + 5  # unknown: decode and count
+    if len(rest) <= 1:
+        _check_name_work(leaf, rest, presented_bytes)
+        return PresentedChain(leaf, tuple(rest), 0)
+    anchored = {(c.subject, facts.spki_sha256(c)) for c in anchors.anchors}
+    candidates = [cert for cert in rest if (cert.subject, facts.spki_sha256(cert)) not in anchored]
     kept = _linked(leaf, candidates)
-    presented_by_subject: dict[x509.Name, int] = {}
-    for cert in kept:
-        presented_by_subject[cert.subject] = presented_by_subject.get(cert.subject, 0) + 1
-    for name, count in presented_by_subject.items():
-        if count > MAX_PER_SUBJECT:
-            raise CertboundError(
-                ReasonCode.CHAIN_TOO_COMPLEX,
-                f"{count} presented certificates share the subject {name.rfc4514_string()!r}; "
-                f"at most {MAX_PER_SUBJECT} are accepted",
-            )
-    by_subject: dict[x509.Name, list[x509.Certificate]] = {}
-    for cert in (*kept, *store_cas):
-        by_subject.setdefault(cert.subject, []).append(cert)
-    paths = _count_paths(leaf, by_subject, MAX_PATHS)
-    if paths > MAX_PATHS:
-        raise CertboundError(
-            ReasonCode.CHAIN_TOO_COMPLEX,
-            f"the presented certificates offer more than {MAX_PATHS} candidate paths",
+    _check_crowding(kept)
+    _check_name_work(leaf, kept, presented_bytes)
+    work = estimated_work_us(leaf, kept, anchors, max_depth)
+    if work > WORK_BUDGET_US:
+        raise _too_complex(
+            "path building over the presented certificates could take more than "
+            f"{WORK_BUDGET_US / 1000:.0f} ms of signature checks (cycles or too many "
+            "candidate issuers)"
         )
     return PresentedChain(leaf, tuple(kept), len(rest) - len(kept))

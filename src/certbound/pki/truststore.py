@@ -5,6 +5,10 @@
 stored (:mod:`certbound.pki.bundle`) and stored in one transaction, or not at all. Every
 change bumps ``trust_state.generation``, so each instance's validators notice it and
 rebuild their anchors from :meth:`TrustStore.bundles`.
+
+Each CA also has revocation settings (:mod:`certbound.pki.revocation_policy`): given on
+upload (:meth:`TrustStore.add`), changed with :meth:`TrustStore.set_revocation` and read
+with :meth:`TrustStore.revocation`; a CA without any uses the defaults.
 """
 
 from __future__ import annotations
@@ -23,10 +27,11 @@ from sqlalchemy.orm import Session
 
 from certbound.clock import Clock, format_rfc3339
 from certbound.errors import CertboundError, ReasonCode
-from certbound.pki import pem
+from certbound.pki import pem, revocation_policy
 from certbound.pki.anchors import TrustAnchors
 from certbound.pki.bundle import CheckedBundle, KnownCertificate, Notice, check_bundle
 from certbound.pki.certificate import CertificateInfo, der, sha256_fingerprint
+from certbound.pki.revocation_policy import RevocationPolicy
 from certbound.storage.database import Database
 from certbound.storage.models import CACertificate, CertificateAuthority, TrustState
 
@@ -191,10 +196,16 @@ class TrustStore:
         self._expiry_warning_days = expiry_warning_days
 
     def add(
-        self, data: bytes, name: str | None = None, *, allow_same_subject: bool = False
+        self,
+        data: bytes,
+        name: str | None = None,
+        *,
+        allow_same_subject: bool = False,
+        revocation: RevocationPolicy | None = None,
     ) -> UploadResult:
         """Validate and store one upload (PEM bundle or DER file); nothing is stored when
-        it is rejected (CertboundError, or ValueError for a blank or over-long name)."""
+        it is rejected (CertboundError, or ValueError for a blank or over-long name).
+        ``revocation`` is stored with it; None leaves the CA on the defaults."""
         name = checked_name(name)
         certs = pem.load_certificates(data)
         with self._db.session() as session:
@@ -209,6 +220,9 @@ class TrustStore:
             )
             row = authority_row(checked, name or default_name(checked.top), now)
             session.add(row)
+            if revocation is not None:
+                session.flush()  # the CA row first: ca_revocation references it
+                revocation_policy.store(session, row.id, revocation)
         return UploadResult(
             id=row.id,
             name=row.name,
@@ -245,6 +259,32 @@ class TrustStore:
             session.delete(row)
         return removed
 
+    def chain(self, ca_id: str) -> builtins.list[x509.Certificate]:
+        """The CA's certificates, leaf-side first (CA_NOT_FOUND when there is none)."""
+        with self._db.session() as session:
+            row = session.get(CertificateAuthority, ca_id)
+            if row is None:
+                raise not_found(ca_id)
+            return chain_of(row)
+
+    def revocation(self, ca_id: str) -> RevocationPolicy:
+        """The CA's revocation settings (the defaults when none were set)."""
+        with self._db.session() as session:
+            if session.get(CertificateAuthority, ca_id) is None:
+                raise not_found(ca_id)
+            return revocation_policy.load(session, ca_id)
+
+    def set_revocation(self, ca_id: str, policy: RevocationPolicy) -> RevocationPolicy:
+        """Replace the CA's revocation settings and bump the generation (so every instance
+        picks them up); returns the settings they replace."""
+        with self._db.session() as session:
+            bump_generation(session)
+            if session.get(CertificateAuthority, ca_id) is None:
+                raise not_found(ca_id)
+            before = revocation_policy.load(session, ca_id)
+            revocation_policy.store(session, ca_id, policy)
+        return before
+
     def generation(self) -> int:
         with self._db.session() as session:
             return read_generation(session)
@@ -264,7 +304,14 @@ class TrustStore:
             return generation, [chain_of(row) for row in session.scalars(query)]
 
     def load(self) -> TrustAnchors:
-        """The trusted set built from :meth:`bundles`: with :meth:`generation` this makes
-        the store a :class:`certbound.pki.anchors.AnchorSource`."""
-        generation, chains = self.bundles()
-        return TrustAnchors.from_bundles(chains, generation)
+        """The trusted set built like :meth:`bundles` (generation first), each certificate
+        tagged with its CA id: with :meth:`generation` this makes the store a
+        :class:`certbound.pki.anchors.AnchorSource`."""
+        with self._db.session() as session:
+            generation = read_generation(session)
+            query = select(CertificateAuthority).order_by(
+                CertificateAuthority.created_at, CertificateAuthority.id
+            )
+            rows = list(session.scalars(query))
+            chains = [chain_of(row) for row in rows]
+            return TrustAnchors.from_bundles(chains, generation, [row.id for row in rows])

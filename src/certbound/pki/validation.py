@@ -10,18 +10,24 @@ this time, and if not, exactly why. It
 - names the failure with a stable reason code (:mod:`certbound.pki.diagnosis`);
 - reuses verifiers (rebuilt when the store changes and every second, since a verifier carries
   its validation time) and caches results keyed by the presented chain's exact bytes, for no
-  longer than the chain stays valid.
+  longer than the chain stays valid;
+- with a :class:`certbound.pki.revocation.RevocationChecker`, checks the validated path's
+  revocation under the policy of the stored CA the path belongs to, on every call (cached
+  paths included: revocation has its own caches, and a revocation answer is never put in
+  the path cache). A refusal becomes a :class:`Rejected` naming the revoked (or unchecked)
+  certificate; every result carries the answer as ``revocation``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.x509.verification import (
@@ -38,8 +44,15 @@ from certbound.errors import CertboundError, ReasonCode
 from certbound.pki import certificate as facts
 from certbound.pki.algorithms import key_problem
 from certbound.pki.anchors import AnchorSource, TrustAnchors
+from certbound.pki.certificate import UNDECODABLE
 from certbound.pki.diagnosis import Diagnosis, diagnose
-from certbound.pki.presented import MAX_DEPTH, UNDECODABLE, bound, parse_presented
+from certbound.pki.presented import MAX_DEPTH, present
+from certbound.pki.revocation_policy import DEFAULT_POLICY, Mode, RevocationPolicy
+
+if TYPE_CHECKING:
+    from certbound.pki.revocation import RevocationChecker, RevocationResult
+
+log = logging.getLogger(__name__)
 
 REJECTION_CACHE_SECONDS = 10
 GENERATION_POLL_SECONDS = 2.0
@@ -84,19 +97,46 @@ class DeviceIdentity:
         }
 
 
-@dataclass(frozen=True, slots=True)
 class Verified:
-    """A chain that validated: the path used (leaf to anchor) and the device identity."""
+    """A chain that validated: the path used (leaf to anchor) and the device identity.
 
-    chain: tuple[x509.Certificate, ...]
-    identity: DeviceIdentity
-    ok: bool = field(default=True, init=False)
+    The identity is extracted on first use: a caller that needs only the verdict (or a
+    cached result) does not pay for DN formatting and key serialisation.
+    """
+
+    __slots__ = ("_identity", "_leaf_der", "chain", "revocation")
+    ok = True
+
+    def __init__(
+        self,
+        chain: tuple[x509.Certificate, ...],
+        leaf_der: bytes,
+        revocation: RevocationResult | None = None,
+    ) -> None:
+        self.chain = chain
+        self._leaf_der = leaf_der
+        self._identity: DeviceIdentity | None = None
+        self.revocation = revocation
+
+    def with_revocation(self, revocation: RevocationResult) -> Verified:
+        """This result with a revocation answer; the identity is extracted once, on this
+        (cached) result, and shared by every copy."""
+        copy = Verified(self.chain, self._leaf_der, revocation)
+        copy._identity = self.identity
+        return copy
+
+    @property
+    def identity(self) -> DeviceIdentity:
+        if self._identity is None:
+            self._identity = DeviceIdentity.of(self.chain[0], self._leaf_der)
+        return self._identity
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "result": "OK",
             "certificate": self.identity.to_dict(),
             "chain": [c.subject.rfc4514_string() for c in self.chain],
+            "revocation": self.revocation.to_dict() if self.revocation else None,
         }
 
 
@@ -108,6 +148,7 @@ class Rejected:
     detail: str
     culprit: facts.CertificateInfo | None = None
     leaf: facts.CertificateInfo | None = None
+    revocation: RevocationResult | None = None
     ok: bool = field(default=False, init=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -118,10 +159,20 @@ class Rejected:
             "fix": self.reason.fix,
             "culprit": self.culprit.to_dict() if self.culprit else None,
             "certificate": self.leaf.to_dict() if self.leaf else None,
+            "revocation": self.revocation.to_dict() if self.revocation else None,
         }
 
 
 ValidationResult = Verified | Rejected
+
+
+def _answered_for(chain: Sequence[x509.Certificate], answer: RevocationResult) -> x509.Certificate:
+    """The certificate of the path a revocation answer is about (the leaf by default)."""
+    for cert in chain:
+        same_serial = facts.serial_hex(cert) == answer.serial_number
+        if same_serial and cert.subject.rfc4514_string() == answer.subject_dn:
+            return cert
+    return chain[0]
 
 
 def client_extension_policies() -> tuple[ExtensionPolicy, ExtensionPolicy]:
@@ -138,7 +189,7 @@ def client_extension_policies() -> tuple[ExtensionPolicy, ExtensionPolicy]:
 
 def _describe(cert: x509.Certificate | None) -> facts.CertificateInfo | None:
     """What a rejection shows about the certificate at fault: None when there is none, or
-    when it is a trusted certificate whose extensions do not decode."""
+    when it is a CA certificate whose extensions do not decode."""
     if cert is None:
         return None
     try:
@@ -153,6 +204,7 @@ class _Cached:
     valid_from: dt.datetime
     valid_until: dt.datetime
     generation: int
+    owner: str | None = None  # the stored CA a validated path belongs to
 
 
 class _ResultCache:
@@ -202,7 +254,12 @@ class Validator:
         cache_size: int = 10_000,
         cache_seconds: int = 300,
         max_depth: int = MAX_DEPTH,
+        revocation: RevocationChecker | None = None,
+        policies: Callable[[str | None], RevocationPolicy] | None = None,
     ) -> None:
+        """``revocation`` checks validated paths; ``policies`` gives the policy of a stored
+        CA by id (None: a path of no stored CA); without it every path gets the defaults.
+        Policies are cached until the trust store's generation moves."""
         self._source = source
         self._clock = clock or SystemClock()
         self._cache = _ResultCache(cache_size)
@@ -214,6 +271,9 @@ class Validator:
         self._checked_at = -1e9
         self._lock = threading.Lock()
         self._ca_policy, self._ee_policy = client_extension_policies()
+        self._revocation = revocation
+        self._policies = policies or (lambda _ca_id: DEFAULT_POLICY)
+        self._policy_cache: dict[str | None, RevocationPolicy] = {}
 
     # trust set ---------------------------------------------------------------------
 
@@ -225,6 +285,7 @@ class Validator:
             self._verifier = None
             self._checked_at = time.monotonic()
             self._cache.clear()
+            self._policy_cache = {}
             return self._anchors
 
     def anchors(self) -> TrustAnchors:
@@ -262,19 +323,53 @@ class Validator:
         anchors = self.anchors()
         key = tuple(presented)
         hit = self._cache.get(key, at, anchors.generation)
-        if hit is not None:
+        if hit is None:
+            result, valid_from, valid_until = self._verify_cold(presented, anchors, at)
+            owner = None
+            if self._revocation is not None and isinstance(result, Verified):
+                owner = anchors.path_owner(result.chain)
+            hit = _Cached(result, valid_from, valid_until, anchors.generation, owner)
+            self._cache.put(key, hit)
+        if self._revocation is None or not isinstance(hit.result, Verified):
             return hit.result
-        result, valid_from, valid_until = self._verify_cold(presented, anchors, at)
-        self._cache.put(key, _Cached(result, valid_from, valid_until, anchors.generation))
-        return result
+        return self._check_revocation(hit.result, hit.owner, at)
+
+    # revocation --------------------------------------------------------------------
+
+    def policy(self, ca_id: str | None) -> RevocationPolicy:
+        """The revocation policy of a stored CA (cached per trust-store generation); the
+        defaults, uncached, when it cannot be read."""
+        found = self._policy_cache.get(ca_id)
+        if found is None:
+            try:
+                found = self._policies(ca_id)
+            except Exception:  # a policy that cannot be read must not break a login
+                log.exception("revocation policy of %s unreadable; using the defaults", ca_id)
+                return DEFAULT_POLICY
+            self._policy_cache[ca_id] = found
+        return found
+
+    def _check_revocation(
+        self, verified: Verified, owner: str | None, at: dt.datetime
+    ) -> ValidationResult:
+        assert self._revocation is not None
+        policy = self.policy(owner)
+        if policy.mode is Mode.OFF:
+            return verified
+        answer = self._revocation.check(verified.chain, policy, at)
+        if not answer.denied:
+            return verified.with_revocation(answer)
+        assert answer.reason is not None
+        leaf = facts.CertificateInfo.of(verified.chain[0])
+        culprit = _describe(_answered_for(verified.chain, answer))
+        return Rejected(answer.reason, answer.detail, culprit, leaf, answer)
 
     def _verify_cold(
         self, presented: Sequence[bytes], anchors: TrustAnchors, at: dt.datetime
     ) -> tuple[ValidationResult, dt.datetime, dt.datetime]:
         reject_window = (at, at + dt.timedelta(seconds=REJECTION_CACHE_SECONDS))
         try:
-            certs = parse_presented(presented)
-            chain = bound(certs, anchors.all_cas)
+            chain = present(presented, anchors, self._max_depth)
         except CertboundError as exc:
             return Rejected(exc.reason, exc.detail), *reject_window
         leaf_info = None
@@ -295,10 +390,10 @@ class Validator:
                     max_depth=self._max_depth,
                 )
             except UNDECODABLE as undecodable:
-                # Presented certificates are decoded on intake; a stored one may not be.
+                # The leaf's extensions are decoded on intake; a CA's may not decode.
                 found = Diagnosis(
                     ReasonCode.CERTIFICATE_POLICY_VIOLATION,
-                    f"the verifier rejected the chain: {exc} (a trusted certificate's "
+                    f"the verifier rejected the chain: {exc} (a CA certificate's "
                     f"extensions do not decode: {undecodable})",
                 )
             culprit = _describe(found.culprit)
@@ -314,7 +409,6 @@ class Validator:
                 *reject_window,
             )
         path = tuple(verified.chain)
-        identity = DeviceIdentity.of(chain.leaf, presented[0])
         valid_from = max(c.not_valid_before_utc for c in path)
         valid_until = min(*(c.not_valid_after_utc for c in path), at + self._cache_for)
-        return Verified(path, identity), valid_from, valid_until
+        return Verified(path, presented[0]), valid_from, valid_until

@@ -7,9 +7,10 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
-    Index,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -155,3 +156,38 @@ class ApiToken(Base):
     expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class CARevocation(Base):
+    """Per-CA revocation settings (see certbound.pki.revocation_policy for defaults)."""
+
+    __tablename__ = "ca_revocation"
+
+    ca_id: Mapped[str] = mapped_column(
+        ForeignKey("certificate_authorities.id", ondelete="CASCADE"), primary_key=True
+    )
+    mode: Mapped[str] = mapped_column(String(16), nullable=False)
+    fail_open: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    crl_url: Mapped[str | None] = mapped_column(Text)
+    ocsp_url: Mapped[str | None] = mapped_column(Text)
+    max_staleness_seconds: Mapped[int] = mapped_column(Integer, nullable=False)
+    timeout_seconds: Mapped[float] = mapped_column(nullable=False)
+
+
+class CRLCacheEntry(Base):
+    """A fetched CRL shared by every instance: the DER, its metadata and fetch health."""
+
+    __tablename__ = "crl_cache"
+
+    url: Mapped[str] = mapped_column(Text, primary_key=True)
+    issuer_spki_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    der: Mapped[bytes | None] = mapped_column(LargeBinary)
+    this_update: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    next_update: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    crl_number: Mapped[str | None] = mapped_column(String(64))
+    entry_count: Mapped[int | None] = mapped_column(Integer)
+    size: Mapped[int | None] = mapped_column(Integer)
+    fetched_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_latency_ms: Mapped[float | None] = mapped_column()

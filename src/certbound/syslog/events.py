@@ -27,6 +27,10 @@ class EventType(enum.StrEnum):
     SYSTEM_API_TOKEN_CREATE = "system.api_token.create"
     SYSTEM_API_TOKEN_REVOKE = "system.api_token.revoke"
     SYSTEM_LOG_PURGE = "system.log.purge"
+    SECURITY_TRUST_CA_UPDATE = "security.trust.ca.update"
+    PKI_CRL_DOWNLOAD_FAILURE = "pki.crl.download_failure"
+    PKI_CRL_STALE = "pki.crl.stale"
+    PKI_OCSP_FAILURE = "pki.ocsp.failure"
 
 
 class Severity(enum.StrEnum):

@@ -46,9 +46,7 @@ def upgrade() -> None:
         "ix_log_events_type_published", "log_events", ["event_type", "published", "seq"]
     )
     op.create_index("ix_log_events_published", "log_events", ["published", "seq"])
-    op.create_index(
-        "ix_log_events_reason_published", "log_events", ["outcome_reason", "published"]
-    )
+    op.create_index("ix_log_events_reason_published", "log_events", ["outcome_reason", "published"])
     op.create_index("ix_log_events_device_serial", "log_events", ["device_serial"])
     op.create_index("ix_log_events_transaction", "log_events", ["transaction_id"])
     op.create_table(

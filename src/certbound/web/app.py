@@ -1,0 +1,100 @@
+"""The ASGI application factory: routes, error handlers, and what the app owns.
+
+:func:`create_app` builds a Starlette app serving:
+
+- ``GET /healthz``: 200 ``{"status": "ok"}`` while the process runs;
+- ``GET /readyz``: 200 ``{"status": "ready"}`` when the database answers, else 503;
+- ``GET /api/v1/logs``: the System Log (:mod:`certbound.web.logs`), bearer API token required.
+
+The app owns, for its lifetime: one :class:`~certbound.syslog.recorder.EventRecorder` (the
+lifespan closes it, flushing queued events); the System Log retention job
+(:class:`~certbound.syslog.retention.RetentionJob`: every hour, events older than
+``log_retention_days`` are purged); and, when it was not given one, its database.
+Only this package speaks HTTP; the handlers in :mod:`certbound.web.problem` turn errors
+into ``application/problem+json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from certbound.admin.tokens import ApiTokens
+from certbound.clock import Clock, SystemClock
+from certbound.config import Settings
+from certbound.storage.database import Database
+from certbound.syslog.recorder import EventRecorder
+from certbound.syslog.retention import RetentionJob
+from certbound.web import logs
+from certbound.web.problem import EXCEPTION_HANDLERS, problem
+
+
+def healthz(_request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+def readyz(request: Request) -> Response:
+    database: Database = request.app.state.database
+    try:
+        with database.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        return problem(503, None, f"database unreachable: {type(exc).__name__}")
+    return JSONResponse({"status": "ready"})
+
+
+def create_app(
+    settings: Settings,
+    *,
+    database: Database | None = None,
+    clock: Clock | None = None,
+    retention_interval: float = 3600.0,
+) -> Starlette:
+    """The app over ``database`` (default: opened and migrated from ``settings``);
+    ``retention_interval``: seconds between retention purges (the first after one interval)."""
+    owns_database = database is None
+    if database is None:
+        database = Database(settings.database_url)
+        database.migrate()
+    clock = clock or SystemClock()
+    db: Database = database
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        recorder = EventRecorder(
+            db, clock, spool_dir=settings.spool_dir, queue_size=settings.log_queue_size
+        )
+        retention = RetentionJob(
+            db, clock, settings.log_retention_days, interval=retention_interval, recorder=recorder
+        )
+        app.state.recorder = recorder
+        retention.start()
+        try:
+            yield
+        finally:
+            retention.stop()
+            recorder.close()
+            if owns_database:
+                db.dispose()
+
+    app = Starlette(
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            *logs.ROUTES,
+        ],
+        exception_handlers=dict(EXCEPTION_HANDLERS),
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.database = db
+    app.state.clock = clock
+    app.state.tokens = ApiTokens(db, clock)
+    return app
