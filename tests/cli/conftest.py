@@ -125,6 +125,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@pytest.fixture
+def down_url() -> str:
+    """An http URL on a port nothing listens on (connection refused)."""
+    return f"http://127.0.0.1:{free_port()}/"
+
+
 def crl(
     issuer: Issued,
     revoked: dict[int, x509.ReasonFlags] | None = None,

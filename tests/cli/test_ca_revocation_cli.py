@@ -245,3 +245,96 @@ def test_config_doc_lists_every_option_with_its_default(cmd: Any) -> None:
         [cells] = [cells for key, cells in rows.items() if option in key]
         assert len(cells) == 4, cells
         assert cells[2].startswith(default), cells
+
+
+# --- ca health, against a real CRL server and openssl ocsp responder -----------------------
+
+
+def health(cmd: Any, *args: str) -> tuple[int, dict[str, Any]]:
+    done = cmd("ca", "health", *args, "--json")
+    assert done.returncode in (0, 1), done.stderr
+    data: dict[str, Any] = json.loads(done.stdout)
+    return done.returncode, data
+
+
+def test_health_shows_the_crls_devices_named(cmd: Any, pki: Any) -> None:
+    ca_id = ok_json(cmd("ca", "add", pki.path("chain.pem"), "--json"))["id"]
+    code, data = health(cmd)
+    assert code == 0 and data["healthy"] is True
+    [report] = data["cas"]
+    assert report["id"] == ca_id and report["crl"] == []  # no device checked yet
+
+    assert cmd("verify", pki.path("good.pem")).returncode == 0
+    code, data = health(cmd, ca_id)
+    [probe] = data["cas"][0]["crl"]
+    assert code == 0
+    assert probe["url"] == pki.url("issuing.crl")
+    assert probe["reachable"] is True and probe["error"] is None
+    assert probe["entryCount"] == 1 and probe["size"] > 0 and probe["latencyMs"] >= 0
+    assert probe["thisUpdate"] and probe["nextUpdate"]
+    assert probe["table"]["held"] is True  # shared with every instance
+    assert data["cas"][0]["policy"] == DEFAULTS
+
+    human = cmd("ca", "health", ca_id)
+    assert human.returncode == 0
+    assert f"  CRL   {pki.url('issuing.crl')}  reachable, " in human.stdout
+    assert "entries 1, CRL number 1" in human.stdout
+    assert "shared cache held: nextUpdate " in human.stdout
+
+
+def test_health_of_an_unreachable_crl(cmd: Any, pki: Any, logged: Logged) -> None:
+    url = pki.url("issuing.crl")
+    ca_id = ok_json(cmd("ca", "add", pki.path("chain.pem"), "--crl-url", url, "--json"))["id"]
+    pki.withdraw("issuing.crl")
+    code, data = health(cmd, ca_id)
+    assert code == 1 and data["healthy"] is False
+    [probe] = data["cas"][0]["crl"]
+    assert probe["url"] == url and probe["reachable"] is False and probe["error"]
+    [failure] = logged("pki.crl.download_failure")
+    assert failure["debugContext"]["debugData"]["trigger"] == "health"
+    human = cmd("ca", "health")
+    assert human.returncode == 1
+    assert f"  CRL   {url}  unreachable after " in human.stdout
+
+
+def test_health_probes_the_ocsp_responder(cmd: Any, pki: Any, down_url: str) -> None:
+    options = ("--revocation-mode", "ocsp", "--ocsp-url", pki.ocsp_url)
+    ca_id = ok_json(cmd("ca", "add", pki.path("chain.pem"), *options, "--json"))["id"]
+    code, data = health(cmd, ca_id)
+    [probe] = data["cas"][0]["ocsp"]
+    assert code == 0
+    assert probe["url"] == pki.ocsp_url and probe["reachable"] is True
+    assert probe["responseStatus"] == "SUCCESSFUL"
+
+    ok_json(cmd("ca", "update", ca_id, "--ocsp-url", down_url, "--json"))
+    code, data = health(cmd, ca_id)
+    assert code == 1
+    assert data["cas"][0]["ocsp"][0]["reachable"] is False
+    # a source the mode does not use is shown but does not make the CA unhealthy
+    ok_json(cmd("ca", "update", ca_id, "--revocation-mode", "crl", "--json"))
+    code, _ = health(cmd, ca_id)
+    assert code == 0
+    assert "(not used in this mode)" in cmd("ca", "health", ca_id).stdout
+
+
+def test_health_of_an_unknown_ca(cmd: Any) -> None:
+    done = cmd("ca", "health", "ca_nope")
+    assert done.returncode == 2
+    assert done.stderr.startswith("error CA_NOT_FOUND: ")
+
+
+def test_diagnose_explains_updates(cmd: Any, chain_file: str, logged: Logged) -> None:
+    ca_id = ok_json(cmd("ca", "add", chain_file, "--json"))["id"]
+    ok_json(cmd("ca", "update", ca_id, "--revocation-mode", "ocsp", "--json"))
+    [event] = logged("security.trust.ca.update")
+    done = cmd("diagnose", event["uuid"])
+    assert done.returncode == 0, done.stderr
+    assert "Layer: upload" in done.stdout
+    assert "  mode: crl -> ocsp" in done.stdout
+
+    cmd("ca", "update", "ca_gone", "--fail-open")
+    last = cmd("diagnose", "--last")
+    assert "Type: security.trust.ca.update (FAILURE)" in last.stdout
+    assert "Reason: CA_NOT_FOUND" in last.stdout
+    assert "No CA with id 'ca_gone' was in the trust store; nothing was changed." in last.stdout
+    assert f"{ca_id} (Revocation CLI Root)" in last.stdout

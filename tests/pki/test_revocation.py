@@ -201,9 +201,12 @@ def test_crl_refuses_the_revoked_and_passes_the_good(
         "subjectDn",
         "revokedAt",
         "revocationReason",
+        "nextUpdate",
+        "staleBySeconds",
     }
     assert shown["status"] == "REVOKED" and shown["reason"] == "REVOKED_CERTIFICATE"
     assert shown["revokedAt"].endswith("Z") and shown["revocationReason"] == "keyCompromise"
+    assert shown["nextUpdate"].endswith("Z") and shown["staleBySeconds"] is None
 
 
 def test_a_crl_is_fetched_once_per_next_update_not_per_check(
@@ -676,8 +679,13 @@ def test_every_fault_ends_with_the_fail_mode_and_an_event(
     expected = ReasonCode.REVOCATION_STALE if fault.stale else ReasonCode.REVOCATION_UNAVAILABLE
     assert result.reason is (None if fail_open else expected)
     assert (result.stale_by is not None) is fault.stale
+    if fault.stale:
+        assert result.to_dict()["staleBySeconds"] > 30 * 60 and result.next_update is not None
     assert checker.stats.fail_open_allows == (1 if fail_open else 0)
-    problems = [e["debugContext"]["debugData"].get("problem") for e in logged(fault.event.value)]
+    recorded = logged(fault.event.value)
+    problems = [e["debugContext"]["debugData"].get("problem") for e in recorded]
+    if "slow" in fault.name:  # it waited for the timeout, not for something else
+        assert "timeout" in recorded[0]["debugContext"]["debugData"]["error"].lower()
     if fault.event is EventType.PKI_CRL_STALE:
         problems = ["stale" for _ in problems]
     assert fault.problem in problems, problems

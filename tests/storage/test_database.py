@@ -11,7 +11,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import StatementError
 
-from certbound.storage.database import MIGRATIONS, Database, normalise_url
+from certbound.storage.database import HEAD_REVISION, MIGRATIONS, Database, normalise_url
 from certbound.storage.models import CACertificate, CertificateAuthority, TrustState
 
 
@@ -138,3 +138,7 @@ def test_deleting_an_authority_deletes_its_certificates(database: Database) -> N
         session.execute(text("DELETE FROM certificate_authorities WHERE id = 'ca-del'"))
     with database.session() as session:
         assert session.scalars(select(CACertificate)).all() == []
+
+
+def test_head_revision_constant_is_alembics_head() -> None:
+    assert head_revision() == HEAD_REVISION

@@ -42,7 +42,7 @@ from certbound.pki.revocation_policy import (
     check_url,
 )
 from certbound.pki.truststore import MAX_NAME_LENGTH, StoredCA, TrustStore, UploadResult
-from certbound.syslog.events import CLI_ACTOR, Event, EventType, Outcome, Result, Severity, Target
+from certbound.syslog.events import Event
 
 _FIELDS = (
     ("issuer", "issuer_dn"),
@@ -206,8 +206,8 @@ _REVOCATION_OPTIONS = (
         "--revocation-timeout",
         metavar="SECONDS",
         type=click.FloatRange(min=0, max=MAX_TIMEOUT_SECONDS, min_open=True),
-        help="Longest wait for a CRL download or OCSP answer during a check (default "
-        f"{DEFAULT_POLICY.timeout:g}).",
+        help="Longest a device's check may take, all CRL downloads and OCSP requests "
+        f"together (default {DEFAULT_POLICY.timeout:g}).",
     ),
 )
 
@@ -342,6 +342,14 @@ def _print_added(result: UploadResult, policy: RevocationPolicy, warning_days: i
     _print_ca(console, result, warning_days)
     _print_revocation(console, policy)
     _print_notices(console, result)
+    if policy.mode is not Mode.OFF and not policy.fail_open and policy.crl_url is None:
+        console.print(
+            "hint: revocation fails closed: a device certificate without a CRL distribution "
+            "point (or OCSP URL, in an OCSP mode) is refused with REVOCATION_UNAVAILABLE; set "
+            "--crl-url, --revocation-mode off or --fail-open with `certbound ca update` if "
+            "this CA's devices carry none",
+            highlight=False,
+        )
 
 
 @ca.command("list")
@@ -402,8 +410,8 @@ def update(ctx: Context, /, ca_id: str, as_json: bool, **revocation: Any) -> Non
     except CertboundError as exc:
         ctx.recorder().record(_update_failed(exc, ca_id, changes))
         _fail(exc, as_json)
-    changed = _changed(before, after)
-    ctx.recorder().record(_updated(stored, before, after))
+    changed = events.changed_settings(before, after)
+    ctx.recorder().record(events.ca_updated(stored, before, after))
     if as_json:
         body = {"id": stored.id, "changed": changed, "previous": before.to_dict()}
         _print_json({**body, "revocation": after.to_dict()})
@@ -414,38 +422,10 @@ def update(ctx: Context, /, ca_id: str, as_json: bool, **revocation: Any) -> Non
     _print_revocation(console, after)
 
 
-def _changed(before: RevocationPolicy, after: RevocationPolicy) -> list[str]:
-    old, new = before.to_dict(), after.to_dict()
-    return [key for key in new if old[key] != new[key]]
-
-
-def _updated(stored: StoredCA, before: RevocationPolicy, after: RevocationPolicy) -> Event:
-    """``security.trust.ca.update``: WARN when the CA is left unchecked or failing open."""
-    changed = _changed(before, after)
-    weak = after.mode is Mode.OFF or after.fail_open
-    return Event(
-        event_type=EventType.SECURITY_TRUST_CA_UPDATE,
-        display_message=f"CA revocation settings updated: {stored.name}",
-        outcome=Outcome(Result.SUCCESS),
-        actor=CLI_ACTOR,
-        severity=Severity.WARN if weak or not changed else Severity.INFO,
-        targets=(events.ca_target(stored),),
-        debug_data={"before": before.to_dict(), "after": after.to_dict(), "changed": changed},
-    )
-
-
 def _update_failed(exc: CertboundError, ca_id: str, changes: dict[str, Any]) -> Event:
     settings = _apply(DEFAULT_POLICY, changes).to_dict()
     requested = {_KEYS[name]: settings[_KEYS[name]] for name in changes}
-    return Event(
-        event_type=EventType.SECURITY_TRUST_CA_UPDATE,
-        display_message=f"CA update failed ({exc.reason.value}): {ca_id}",
-        outcome=Outcome(Result.FAILURE, exc.reason),
-        actor=CLI_ACTOR,
-        severity=Severity.WARN,
-        targets=(Target(ca_id, events.CA_TARGET),),
-        debug_data={"detail": exc.detail, "caId": ca_id, "requested": requested},
-    )
+    return events.ca_update_failed(exc, ca_id, requested)
 
 
 @ca.command("remove")

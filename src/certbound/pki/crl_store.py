@@ -252,8 +252,12 @@ class CrlStore:
             entry.lock.release()
 
     def _update(self, entry: CrlEntry, now: dt.datetime, deadline: float) -> None:
+        """The table, then a download; neither while held off after a failure (so a dead
+        distribution point costs logins neither a download nor a database read)."""
+        if not entry.may_retry(self._clock.now()):
+            return
         self._adopt_from_table(entry)
-        if entry.fresh_at(now) or not entry.may_retry(self._clock.now()):
+        if entry.fresh_at(now):
             return
         remaining = deadline - time.monotonic()
         if remaining < _TIME_LEFT:
@@ -293,7 +297,7 @@ class CrlStore:
             return False
         row = self._row(entry)
         stored = None if row is None else row_version(row)
-        if row is None or row.der is None or stored is None:
+        if row is None or row.der is None or stored is None:  # nothing shared yet
             return False
         held = entry.index
         if held is not None and not later(stored, version(held)):

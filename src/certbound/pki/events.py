@@ -33,6 +33,7 @@ from certbound.clock import format_rfc3339
 from certbound.errors import CertboundError, ReasonCode
 from certbound.pki import certificate as facts
 from certbound.pki.certificate import UNDECODABLE, CertificateInfo
+from certbound.pki.revocation_policy import Mode, RevocationPolicy
 from certbound.pki.truststore import StoredCA
 from certbound.pki.validation import DeviceIdentity, Rejected, ValidationResult
 from certbound.storage.database import Database
@@ -305,6 +306,46 @@ def expiring(stored: StoredCA, now: dt.datetime, warning_days: int) -> Sequence[
     window = dt.timedelta(days=warning_days)
     soon = [info for info in stored.certificates if info.not_after - now <= window]
     return sorted(soon, key=lambda info: info.not_after)
+
+
+def changed_settings(before: RevocationPolicy, after: RevocationPolicy) -> list[str]:
+    """The revocation settings (JSON keys) that differ."""
+    old, new = before.to_dict(), after.to_dict()
+    return [key for key in new if old[key] != new[key]]
+
+
+def ca_updated(
+    stored: StoredCA,
+    before: RevocationPolicy,
+    after: RevocationPolicy,
+    actor: Actor = CLI_ACTOR,
+) -> Event:
+    """``security.trust.ca.update``: WARN when the CA is left unchecked or failing open."""
+    changed = changed_settings(before, after)
+    weak = after.mode is Mode.OFF or after.fail_open
+    return Event(
+        event_type=EventType.SECURITY_TRUST_CA_UPDATE,
+        display_message=f"CA revocation settings updated: {stored.name}",
+        outcome=Outcome(Result.SUCCESS),
+        actor=actor,
+        severity=Severity.WARN if weak or not changed else Severity.INFO,
+        targets=(ca_target(stored),),
+        debug_data={"before": before.to_dict(), "after": after.to_dict(), "changed": changed},
+    )
+
+
+def ca_update_failed(
+    error: CertboundError, ca_id: str, requested: dict[str, Any], actor: Actor = CLI_ACTOR
+) -> Event:
+    return Event(
+        event_type=EventType.SECURITY_TRUST_CA_UPDATE,
+        display_message=f"CA update failed ({error.reason.value}): {ca_id}",
+        outcome=Outcome(Result.FAILURE, error.reason),
+        actor=actor,
+        severity=Severity.WARN,
+        targets=(Target(ca_id, CA_TARGET),),
+        debug_data={"detail": error.detail, "caId": ca_id, "requested": requested},
+    )
 
 
 def ca_expiring(

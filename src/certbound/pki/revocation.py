@@ -52,7 +52,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp as x509_ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID
 
-from certbound.clock import Clock, format_rfc3339
+from certbound.clock import Clock, as_utc, format_rfc3339
 from certbound.errors import ReasonCode
 from certbound.pki import crl, events, ocsp, revocation_policy
 from certbound.pki.certificate import UNDECODABLE, extension, serial_hex, sha256_fingerprint
@@ -86,7 +86,8 @@ class RevocationResult:
     ``reason`` is set exactly when the answer refuses the device; ``fail_open`` when the
     status could not be had and the policy allowed the device anyway. ``source`` is where
     the answer came from (``crl``, ``ocsp``, ``cache`` for a cached OCSP answer, ``file``),
-    ``url`` the CRL / OCSP URL used or tried.
+    ``url`` the CRL / OCSP URL used or tried, ``next_update`` the nextUpdate of the CRL or
+    OCSP answer used, ``stale_by`` how far past it a stale CRL was.
     """
 
     status: Status
@@ -101,6 +102,7 @@ class RevocationResult:
     revoked_at: dt.datetime | None = None
     revocation_reason: str | None = None
     stale_by: dt.timedelta | None = None
+    next_update: dt.datetime | None = None
 
     @property
     def denied(self) -> bool:
@@ -120,6 +122,8 @@ class RevocationResult:
             "subjectDn": self.subject_dn,
             "revokedAt": None if self.revoked_at is None else format_rfc3339(self.revoked_at),
             "revocationReason": self.revocation_reason,
+            "nextUpdate": None if self.next_update is None else format_rfc3339(self.next_update),
+            "staleBySeconds": None if self.stale_by is None else int(self.stale_by.total_seconds()),
         }
 
 
@@ -316,7 +320,7 @@ class RevocationChecker:
         """The revocation answer for a validated path (leaf first, anchor last): the first
         refusal (CA certificates are checked first), else a fail-open allow if any, else
         GOOD for the leaf. Never raises; never takes longer than ``policy.timeout``."""
-        at = at or self._clock.now()
+        at = self._clock.now() if at is None else as_utc(at)
         try:
             result = self._check(chain, policy, at)
         except Exception as exc:  # a login must get an answer, whatever happened
@@ -486,6 +490,7 @@ class RevocationChecker:
                 url=url,
                 serial_number=link.serial_number,
                 subject_dn=link.subject_dn,
+                next_update=index.next_update,
             )
         revoked = index.entry(link.serial)
         assert revoked is not None
@@ -501,6 +506,7 @@ class RevocationChecker:
             f"CRL thisUpdate {_stamp(index.this_update)})",
             revoked_at=revoked.revocation_time,
             revocation_reason=revoked.reason,
+            next_update=index.next_update,
         )
 
     def _good_detail(self, key: tuple[str, str], index: CrlIndex) -> str:
@@ -664,6 +670,7 @@ class RevocationChecker:
             detail=f"{said} ({period})",
             revoked_at=answer.revocation_time,
             revocation_reason=answer.revocation_reason,
+            next_update=answer.next_update,
         )
 
     # --- health --------------------------------------------------------------------------
@@ -806,6 +813,7 @@ def _file_answer(link: _Link, index: CrlIndex, position: int, at: dt.datetime) -
             subject_dn=link.subject_dn,
             revoked_at=entry.revocation_time,
             revocation_reason=entry.reason,
+            next_update=index.next_update,
         )
     return RevocationResult(
         Status.GOOD,
@@ -815,6 +823,7 @@ def _file_answer(link: _Link, index: CrlIndex, position: int, at: dt.datetime) -
         f"nextUpdate {_stamp(index.next_update)})",
         serial_number=link.serial_number,
         subject_dn=link.subject_dn,
+        next_update=index.next_update,
     )
 
 

@@ -536,7 +536,12 @@ def _answered_by(f: _Facts) -> str:
     where = _SOURCES.get(source, "the revocation source")
     url = rev.get("url")
     checked = rev.get("checkedAt")
-    text = f"{where} {url}" if url else f"{where} (no URL)"
+    if url:
+        text = f"{where} {url}"
+    elif source == "file":
+        text = "a CRL file given to the check (`verify --crl`)"
+    else:
+        text = f"{where} (no URL)"
     return text + (f", checked at {checked}" if checked else "")
 
 

@@ -49,7 +49,9 @@ class Result(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Actor:
+class _Principal:
+    """Okta's shape for whoever acts and whatever is acted on."""
+
     id: str
     type: str
     alternate_id: str | None = None
@@ -62,27 +64,23 @@ class Actor:
             "alternateId": self.alternate_id,
             "displayName": self.display_name,
         }
+
+
+class Actor(_Principal):
+    """Who acted."""
+
+    __slots__ = ()
+
+
+class Target(_Principal):
+    """What was acted on."""
+
+    __slots__ = ()
 
 
 # Who acts when a person runs the CLI on the server itself.
 SYSTEM_ACTOR = Actor("system", "SystemPrincipal", "certbound", "Certbound")
 CLI_ACTOR = Actor("cli", "SystemPrincipal", "certbound-cli", "Certbound CLI")
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    id: str
-    type: str
-    alternate_id: str | None = None
-    display_name: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "type": self.type,
-            "alternateId": self.alternate_id,
-            "displayName": self.display_name,
-        }
 
 
 @dataclass(frozen=True, slots=True)
