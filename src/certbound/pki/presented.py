@@ -203,15 +203,18 @@ def _leaf_names(leaf: x509.Certificate) -> int:
 
 
 def _check_name_work(
-    leaf: x509.Certificate, presented: Sequence[x509.Certificate], presented_bytes: int
+    leaf: x509.Certificate,
+    presented: Sequence[x509.Certificate],
+    presented_bytes: int,
+    leaf_bytes: int,
 ) -> None:
     if not presented:
         return
-    names = _leaf_names(leaf)
-    # A subtree takes at least 5 bytes of DER: when even that many could not exceed the
-    # bound, skip decoding the CAs' extensions (the common case, and the fast path).
-    if names * (presented_bytes // 5) <= MAX_NAME_CHECKS:
+    # A subtree takes at least 5 bytes of DER and a name at least 4: when even that many
+    # could not exceed the bound, decode nothing (the common case, and the fast path).
+    if (leaf_bytes // 4 + 1) * (presented_bytes // 5) <= MAX_NAME_CHECKS:
         return
+    names = _leaf_names(leaf)
     subtrees = sum(_subtrees(cert) for cert in presented)
     if names * subtrees > MAX_NAME_CHECKS:
         raise _too_complex(
@@ -225,7 +228,7 @@ def present(
 ) -> PresentedChain:
     """Parse the presented chain (DER, leaf first) and apply the work bounds."""
     certs = parse_presented(ders)
-    return bound(certs, anchors, max_depth, sum(len(d) for d in ders[1:]))
+    return bound(certs, anchors, max_depth, sum(len(d) for d in ders[1:]), len(ders[0]))
 
 
 def bound(
@@ -233,23 +236,25 @@ def bound(
     anchors: TrustAnchors,
     max_depth: int = MAX_DEPTH,
     presented_bytes: int | None = None,
+    leaf_bytes: int | None = None,
 ) -> PresentedChain:
     """Apply the work bounds to a parsed presented chain (leaf first).
 
-    ``presented_bytes`` (the DER size of the certificates after the leaf) lets the
-    name-constraint bound skip decoding CA extensions; without it they are decoded.
+    ``presented_bytes`` and ``leaf_bytes`` (DER sizes of the certificates after the leaf, and
+    of the leaf) let the name-constraint bound skip decoding extensions; without them the
+    extensions are decoded and counted.
     """
     leaf, rest = certs[0], certs[1:]
-    if presented_bytes is None:
-        presented_bytes = MAX_NAME_CHECKS * 5 + 5  # unknown: decode and count
+    if presented_bytes is None or leaf_bytes is None:  # unknown: decode and count
+        presented_bytes, leaf_bytes = MAX_NAME_CHECKS * 5 + 5, MAX_NAME_CHECKS * 4
     if len(rest) <= 1:
-        _check_name_work(leaf, rest, presented_bytes)
+        _check_name_work(leaf, rest, presented_bytes, leaf_bytes)
         return PresentedChain(leaf, tuple(rest), 0)
     anchored = {(c.subject, facts.spki_sha256(c)) for c in anchors.anchors}
     candidates = [cert for cert in rest if (cert.subject, facts.spki_sha256(cert)) not in anchored]
     kept = _linked(leaf, candidates)
     _check_crowding(kept)
-    _check_name_work(leaf, kept, presented_bytes)
+    _check_name_work(leaf, kept, presented_bytes, leaf_bytes)
     work = estimated_work_us(leaf, kept, anchors, max_depth)
     if work > WORK_BUDGET_US:
         raise _too_complex(

@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 
 REJECTION_CACHE_SECONDS = 10
 GENERATION_POLL_SECONDS = 2.0
+_REJECTION_CACHE = dt.timedelta(seconds=REJECTION_CACHE_SECONDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,7 +368,7 @@ class Validator:
     def _verify_cold(
         self, presented: Sequence[bytes], anchors: TrustAnchors, at: dt.datetime
     ) -> tuple[ValidationResult, dt.datetime, dt.datetime]:
-        reject_window = (at, at + dt.timedelta(seconds=REJECTION_CACHE_SECONDS))
+        reject_window = (at, at + _REJECTION_CACHE)
         try:
             chain = present(presented, anchors, self._max_depth)
         except CertboundError as exc:
