@@ -19,7 +19,7 @@ from typing import Protocol
 
 from cryptography import x509
 
-from certbound.pki.certificate import der
+from certbound.pki.certificate import der, name_constraint_subtrees
 
 
 class AnchorSource(Protocol):
@@ -41,6 +41,8 @@ class TrustAnchors:
     generation: int = 0
     anchor_ders: frozenset[bytes] = field(default=frozenset(), compare=False)
     owners: Mapping[bytes, str] = field(default_factory=dict, compare=False)
+    # The most name-constraint subtrees any stored CA holds (bounds constraint matching).
+    max_subtrees: int = field(default=0, compare=False)
 
     @classmethod
     def from_bundles(
@@ -65,12 +67,14 @@ class TrustAnchors:
                     owners.setdefault(der(cert), ca_id)
         for key in anchors:
             intermediates.pop(key, None)
+        cas = [*anchors.values(), *intermediates.values()]
         return cls(
             tuple(anchors.values()),
             tuple(intermediates.values()),
             generation,
             frozenset(anchors),
             owners,
+            max((name_constraint_subtrees(c) for c in cas), default=0),
         )
 
     def is_anchor(self, cert: x509.Certificate) -> bool:

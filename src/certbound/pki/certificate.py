@@ -86,6 +86,18 @@ def signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
+def name_constraint_subtrees(cert: x509.Certificate) -> int:
+    """How many permitted and excluded subtrees the certificate's name constraints hold
+    (0 without the extension, or when its extensions do not decode)."""
+    try:
+        constraints = extension(cert, x509.NameConstraints)
+    except UNDECODABLE:
+        return 0
+    if constraints is None:
+        return 0
+    return len(constraints.permitted_subtrees or ()) + len(constraints.excluded_subtrees or ())
+
+
 def key_id(cert: x509.Certificate) -> str | None:
     """The authority key identifier the certificate names, as hex, if any."""
     aki = extension(cert, x509.AuthorityKeyIdentifier)

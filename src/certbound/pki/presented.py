@@ -13,8 +13,9 @@ about 100 ms). Before any verifier sees a chain, this module:
 4. estimates the worst-case signature work of path building over the presented and stored
    CAs (cycles included, depth-bounded, weighted by each issuer's key type) and refuses a
    chain above ``WORK_BUDGET_US``;
-5. refuses a leaf whose names times the presented CAs' name-constraint subtrees exceed
-   ``MAX_NAME_CHECKS`` (constraint matching is quadratic).
+5. refuses a leaf whose names (subject attributes and SANs) times the name-constraint
+   subtrees of the presented CAs and of the most constrained stored CA exceed
+   ``MAX_NAME_CHECKS`` (constraint matching is quadratic, and runs before signatures).
 
 A leaf with at most one presented intermediate takes a fast path: one extra certificate
 cannot create a cycle or a choice, so only the name-constraint bound applies.
@@ -187,39 +188,31 @@ def _check_crowding(kept: Sequence[x509.Certificate]) -> None:
             )
 
 
-def _subtrees(cert: x509.Certificate) -> int:
-    try:
-        constraints = facts.extension(cert, x509.NameConstraints)
-    except UNDECODABLE:
-        return 0  # cryptography refuses such a CA itself, cheaply
-    if constraints is None:
-        return 0
-    return len(constraints.permitted_subtrees or ()) + len(constraints.excluded_subtrees or ())
-
-
 def _leaf_names(leaf: x509.Certificate) -> int:
+    """The names constraint matching checks: subject attributes and SANs."""
     sans = facts.extension(leaf, x509.SubjectAlternativeName)
-    return 1 + (len(sans) if sans is not None else 0)
+    return len(leaf.subject) + 1 + (len(sans) if sans is not None else 0)
 
 
 def _check_name_work(
     leaf: x509.Certificate,
     presented: Sequence[x509.Certificate],
-    presented_bytes: int,
-    leaf_bytes: int,
+    sizes: tuple[int, int],
+    stored_subtrees: int,
 ) -> None:
-    if not presented:
-        return
+    """Refuse when the leaf's names times the name-constraint subtrees of the presented CAs
+    and of the most constrained stored CA exceed ``MAX_NAME_CHECKS``."""
+    presented_bytes, leaf_bytes = sizes
     # A subtree takes at least 5 bytes of DER and a name at least 4: when even that many
     # could not exceed the bound, decode nothing (the common case, and the fast path).
-    if (leaf_bytes // 4 + 1) * (presented_bytes // 5) <= MAX_NAME_CHECKS:
+    if (leaf_bytes // 4 + 1) * (presented_bytes // 5 + stored_subtrees) <= MAX_NAME_CHECKS:
         return
     names = _leaf_names(leaf)
-    subtrees = sum(_subtrees(cert) for cert in presented)
+    subtrees = sum(facts.name_constraint_subtrees(c) for c in presented) + stored_subtrees
     if names * subtrees > MAX_NAME_CHECKS:
         raise _too_complex(
-            f"the leaf's {names} names against {subtrees} name-constraint subtrees of the "
-            f"presented CAs exceed {MAX_NAME_CHECKS} checks"
+            f"the leaf's {names} names against {subtrees} name-constraint subtrees of its "
+            f"possible issuers exceed {MAX_NAME_CHECKS} checks"
         )
 
 
@@ -248,13 +241,13 @@ def bound(
     if presented_bytes is None or leaf_bytes is None:  # unknown: decode and count
         presented_bytes, leaf_bytes = MAX_NAME_CHECKS * 5 + 5, MAX_NAME_CHECKS * 4
     if len(rest) <= 1:
-        _check_name_work(leaf, rest, presented_bytes, leaf_bytes)
+        _check_name_work(leaf, rest, (presented_bytes, leaf_bytes), anchors.max_subtrees)
         return PresentedChain(leaf, tuple(rest), 0)
     anchored = {(c.subject, facts.spki_sha256(c)) for c in anchors.anchors}
     candidates = [cert for cert in rest if (cert.subject, facts.spki_sha256(cert)) not in anchored]
     kept = _linked(leaf, candidates)
     _check_crowding(kept)
-    _check_name_work(leaf, kept, presented_bytes, leaf_bytes)
+    _check_name_work(leaf, kept, (presented_bytes, leaf_bytes), anchors.max_subtrees)
     work = estimated_work_us(leaf, kept, anchors, max_depth)
     if work > WORK_BUDGET_US:
         raise _too_complex(
