@@ -189,8 +189,10 @@ def _summary(
     _print_table(rows, console)
     cfg = directory / "certbound.toml"
     console.print(f"\nTry: certbound --config {cfg} verify {directory / 'pki/devices/expired.pem'}")
+    console.print(f"     certbound --config {cfg} diagnose --last")
     if not no_serve:
         console.print(
-            "The mTLS server (certbound serve) is not part of this release yet; "
-            "everything above works without it."
+            "The built-in mTLS listener is not part of this release yet, so quickstart starts "
+            f"no server; `certbound --config {cfg} serve` runs the System Log API over plain "
+            "HTTP on 127.0.0.1."
         )
