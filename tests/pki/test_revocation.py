@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from unittest.mock import patch
 
 import httpx
 import pytest
@@ -29,16 +30,19 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import AuthorityInformationAccessOID
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from certbound.clock import FixedClock
 from certbound.errors import ReasonCode
-from certbound.pki import devpki, ocsp
+from certbound.pki import devpki, ocsp, revocation_fleet
 from certbound.pki.certificate import serial_hex
+from certbound.pki.crl_store import issuer_pin
 from certbound.pki.devpki import DAY, Issued, Profile
 from certbound.pki.revocation import RevocationChecker, RevocationResult, Status
 from certbound.pki.revocation_policy import Mode, RevocationPolicy
 from certbound.storage.database import Database
 from certbound.storage.models import CRLCacheEntry
+from certbound.storage.models import RevocationCounter as Counter
 from certbound.syslog.events import EventType
 from certbound.syslog.recorder import EventRecorder
 
@@ -758,6 +762,96 @@ def test_health_probes_crl_and_ocsp(
     assert responder["reachable"] is True and responder["responseStatus"] == "SUCCESSFUL"
     down = checker.health([ocsp_pki.ca.cert], OCSP.replace(ocsp_url=down_url))
     assert down["ocsp"][0]["reachable"] is False
+
+
+@needs_openssl
+def test_health_lists_the_ocsp_responders_other_instances_asked(
+    ocsp_pki: OcspPki, checkers: Callable[..., RevocationChecker], down_url: str
+) -> None:
+    asked = checkers()
+    assert asked.check(ocsp_pki.chain(ocsp_pki.good), OCSP).source == "ocsp"
+    assert asked.check(ocsp_pki.chain(ocsp_pki.good), OCSP).source == "cache"  # no request
+    failed = checkers().check(ocsp_pki.chain(ocsp_pki.good), OCSP.replace(ocsp_url=down_url))
+    assert failed.status is Status.UNAVAILABLE  # another instance asked a dead responder
+    report = checkers().health([ocsp_pki.ca.cert], OCSP)
+    by_url = {probe["url"]: probe for probe in report["ocsp"]}
+    assert set(by_url) == {ocsp_pki.responders["ca"].url, down_url}
+    live = by_url[ocsp_pki.responders["ca"].url]
+    assert live["reachable"] is True and live["table"]["requests"] == 1
+    assert live["table"]["lastOkAt"].endswith("Z") and live["table"]["lastError"] is None
+    assert live["table"]["lastLatencyMs"] >= 0
+    dead = by_url[down_url]
+    assert dead["reachable"] is False and dead["table"]["lastOkAt"] is None
+    assert dead["table"]["lastError"].startswith("unavailable")
+    other = checkers().health([devpki.ca("Another CA").cert], OCSP)
+    assert other["ocsp"] == []  # matched by the CA's SPKI pin
+
+
+@needs_openssl
+def test_the_fleet_counters_add_up_across_checkers(
+    ocsp_pki: OcspPki,
+    pki: Pki,
+    checkers: Callable[..., RevocationChecker],
+    database: Database,
+) -> None:
+    first, second = checkers(), checkers()
+    for _ in range(3):
+        first.check(ocsp_pki.chain(ocsp_pki.good), OCSP)  # 1 miss, 2 hits
+    second.check(ocsp_pki.chain(ocsp_pki.good), OCSP)  # 1 miss
+    second.check(pki.chain(pki.good), CRL)  # 2 misses under other pins
+    first.close()
+    second.close()
+    second.close()  # idempotent: nothing added twice
+    with database.session() as session:
+        rows = {row.key: (row.hits, row.misses) for row in session.scalars(select(Counter))}
+    assert rows[issuer_pin(ocsp_pki.ca.cert)] == (2, 2)
+    assert rows["all"] == (2, 4)
+    third = checkers()
+    third.check(ocsp_pki.chain(ocsp_pki.good), OCSP)  # 1 miss, not flushed yet
+    cache = third.health([ocsp_pki.ca.cert], OCSP)["cache"]
+    assert (cache["fleetHits"], cache["fleetMisses"]) == (2, 3)
+    assert cache["fleetHitRate"] == pytest.approx(0.4)
+    assert (cache["hits"], cache["misses"]) == (0, 1)  # this process only
+
+
+def test_the_refresher_adds_the_counts(
+    pki: Pki, checkers: Callable[..., RevocationChecker], database: Database
+) -> None:
+    checker = checkers()
+    checker.check(pki.chain(pki.good), CRL)
+    checker.start_refresher(interval=0.05)
+    assert wait_until(lambda: database_counts(database).get("all") == (0, 2))
+
+
+def test_counts_survive_a_database_error(
+    pki: Pki, checkers: Callable[..., RevocationChecker], database: Database
+) -> None:
+    checker = checkers()
+    checker.check(pki.chain(pki.good), CRL)
+    with patch.object(revocation_fleet, "add_counts", return_value=False):
+        checker.flush_counters()  # not added: kept for the next flush
+    checker.flush_counters()
+    assert database_counts(database)["all"] == (0, 2)
+
+
+def test_a_database_error_never_fails_an_ocsp_login(
+    ocsp_pki: OcspPki, checkers: Callable[..., RevocationChecker], database: Database
+) -> None:
+    if OPENSSL is None:
+        pytest.skip("openssl is not installed")
+    checker = checkers()
+    broken = SQLAlchemyError("database down")
+    with patch.object(database, "session", side_effect=broken):
+        result = checker.check(ocsp_pki.chain(ocsp_pki.revoked), OCSP)
+        checker.flush_counters()
+    assert result.reason is ReasonCode.REVOKED_CERTIFICATE and result.source == "ocsp"
+    checker.flush_counters()
+    assert database_counts(database)["all"] == (0, 1)
+
+
+def database_counts(database: Database) -> dict[str, tuple[int, int]]:
+    with database.session() as session:
+        return {row.key: (row.hits, row.misses) for row in session.scalars(select(Counter))}
 
 
 def test_result_denied_is_reason(clock: FixedClock) -> None:

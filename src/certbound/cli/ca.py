@@ -452,7 +452,8 @@ def remove(ctx: Context, ca_id: str, as_json: bool) -> None:
 @pass_context
 def health(ctx: Context, ca_id: str | None, as_json: bool) -> None:
     """Probe each CA's revocation sources now (or only CA ID's): CRL and OCSP URLs,
-    reachability, latency, size, thisUpdate/nextUpdate, entries, cache hits.
+    reachability, latency, size, thisUpdate/nextUpdate, entries, cache hits (this process
+    and the fleet), and what the fleet learned of each OCSP responder.
 
     Exit 0 when every URL probed answered usably, 1 when one did not, 2 for an unknown ID.
     """
@@ -535,6 +536,20 @@ def _ocsp_line(probe: dict[str, Any]) -> Text:
     )
 
 
+def _responder_line(row: dict[str, Any] | None) -> str:
+    if not row:
+        return "not asked by any instance yet"
+    latency = row["lastLatencyMs"]
+    shown = "-" if latency is None else f"{latency} ms"
+    error = ""
+    if row["lastError"]:
+        error = f"; last error {row['lastErrorAt']}: {row['lastError']}"
+    return (
+        f"fleet: {row['requests']} requests, last answered {row['lastOkAt'] or '-'}, "
+        f"last latency {shown}{error}"
+    )
+
+
 def _print_probes(console: Console, report: dict[str, Any]) -> None:
     used = _USES[report["policy"]["mode"]]
     unused = {source: "" if source in used else " (not used in this mode)" for source in _KINDS}
@@ -548,8 +563,9 @@ def _print_probes(console: Console, report: dict[str, Any]) -> None:
         console.print(
             Text.assemble("  OCSP  ", probe["url"], "  ", _ocsp_line(probe), unused["ocsp"])
         )
+        console.print(f"        {_responder_line(probe.get('table'))}")
     if not report["ocsp"]:
-        console.print("  OCSP  no URL known (none set, none asked by this process)")
+        console.print("  OCSP  no URL known (none set, none asked by any instance)")
 
 
 def _print_health(reports: list[dict[str, Any]]) -> None:
@@ -562,6 +578,7 @@ def _print_health(reports: list[dict[str, Any]]) -> None:
         console.print(f"  revocation  {policy['mode']}, fail {policy['failMode']}")
         _print_probes(console, report)
         console.print(f"  cache {_cache_line(report['cache'])}")
+        console.print(f"  cache {_fleet_cache_line(report['cache'])}")
 
 
 def _cache_line(cache: dict[str, Any]) -> str:
@@ -571,3 +588,11 @@ def _cache_line(cache: dict[str, Any]) -> str:
         f"(this process) hits {cache['hits']}, misses {cache['misses']}, hit rate {shown}, "
         f"CRL downloads {cache['fetches']}, fail-open allows {cache['failOpenAllows']}"
     )
+
+
+def _fleet_cache_line(cache: dict[str, Any]) -> str:
+    if cache.get("fleetHits") is None:
+        return "(fleet) unknown"
+    rate = cache.get("fleetHitRate")
+    shown = "-" if rate is None else f"{rate:.0%}"
+    return f"(fleet) hits {cache['fleetHits']}, misses {cache['fleetMisses']}, hit rate {shown}"

@@ -38,7 +38,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -194,8 +194,10 @@ class CrlStore:
         recorder: EventRecorder | None = None,
         retry_seconds: float = RETRY_SECONDS,
         background_timeout: float = BACKGROUND_TIMEOUT_SECONDS,
+        after_pass: Callable[[], None] | None = None,
     ) -> None:
         self._db = db
+        self._after_pass = after_pass
         self._clock = clock
         self._http = http
         self._recorder = recorder
@@ -509,7 +511,8 @@ class CrlStore:
         return 1
 
     def start(self, interval: float = REFRESH_INTERVAL_SECONDS) -> None:
-        """Run :meth:`refresh_once` every ``interval`` seconds in a daemon thread."""
+        """Run :meth:`refresh_once` (then ``after_pass``) every ``interval`` seconds in a
+        daemon thread."""
         if self._thread is not None and self._thread.is_alive():
             return
         self._stop.clear()
@@ -522,6 +525,8 @@ class CrlStore:
         while not self._stop.is_set():
             try:
                 self.refresh_once()
+                if self._after_pass is not None:
+                    self._after_pass()
             except Exception:  # the refresher must outlive any surprise
                 log.exception("CRL refresher pass failed")
             self._stop.wait(interval)

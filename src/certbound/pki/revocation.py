@@ -27,6 +27,11 @@ issuer in the path, CA certificates first, under the policy of the CA the path b
 - With ``local_crls`` (``certbound verify --crl FILE``), CRLs come only from those files
   (source ``file``), for every certificate whose issuer signed one; nothing is fetched.
 
+With a database, the fleet's view is kept in :mod:`certbound.pki.revocation_fleet`: every
+OCSP request (a cache miss) upserts its responder's ``ocsp_responders`` row, and the
+cache hits / misses are added to ``revocation_counters`` (per issuer SPKI pin and ``all``)
+after each refresher pass and on :meth:`RevocationChecker.close`; both best-effort.
+
 Failures record ``pki.crl.download_failure`` / ``pki.crl.stale`` / ``pki.ocsp.failure``
 through the recorder; ``check`` never raises and never waits past the policy timeout.
 """
@@ -54,7 +59,7 @@ from cryptography.x509.oid import AuthorityInformationAccessOID
 
 from certbound.clock import Clock, as_utc, format_rfc3339
 from certbound.errors import ReasonCode
-from certbound.pki import crl, events, ocsp, revocation_policy
+from certbound.pki import crl, events, ocsp, revocation_fleet, revocation_policy
 from certbound.pki.certificate import UNDECODABLE, extension, serial_hex, sha256_fingerprint
 from certbound.pki.crl import CrlError, CrlIndex
 from certbound.pki.crl_store import CrlEntry, CrlStore, issuer_pin
@@ -269,13 +274,19 @@ class RevocationChecker:
         retry_seconds: float = 30.0,
         ocsp_cache_size: int = 10_000,
     ) -> None:
+        self._db = db
         self._clock = clock
         self._own_http = http is None
         self._http = http or httpx.Client(follow_redirects=False)
         self._recorder = recorder
         self._retry = dt.timedelta(seconds=retry_seconds)
         self._store = CrlStore(
-            db, clock, self._http, recorder=recorder, retry_seconds=retry_seconds
+            db,
+            clock,
+            self._http,
+            recorder=recorder,
+            retry_seconds=retry_seconds,
+            after_pass=self.flush_counters,
         )
         self._ocsp_cache = ocsp.OcspCache(max_entries=ocsp_cache_size)
         self._ocsp_down: dict[str, tuple[dt.datetime, str]] = {}
@@ -286,6 +297,8 @@ class RevocationChecker:
         self._good_details: dict[tuple[str, str], tuple[CrlIndex, str]] = {}
         self._lock = threading.Lock()
         self._hits = self._misses = self._fail_open_allows = 0
+        self._unflushed: dict[str, list[int]] = {}  # issuer pin -> [hits, misses] not yet added
+        self._flush_lock = threading.Lock()
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -298,10 +311,32 @@ class RevocationChecker:
         return self._store.refresh_once()
 
     def close(self) -> None:
-        """Stop the refresher; close the HTTP client if this checker made it. Idempotent."""
+        """Stop the refresher, add the unflushed counts to the fleet's counters; close the
+        HTTP client if this checker made it. Idempotent."""
         self._store.close()
+        self.flush_counters()
         if self._own_http and not self._http.is_closed:
             self._http.close()
+
+    def flush_counters(self) -> None:
+        """Add the hits and misses counted since the last flush to ``revocation_counters``
+        (per issuer pin and ``all``); kept for the next flush when the database fails."""
+        if self._db is None:
+            return
+        with self._flush_lock:
+            with self._lock:
+                taken, self._unflushed = self._unflushed, {}
+            deltas = {pin: (hits, misses) for pin, (hits, misses) in taken.items()}
+            total = (sum(h for h, _ in deltas.values()), sum(m for _, m in deltas.values()))
+            if revocation_fleet.add_counts(
+                self._db, {**deltas, revocation_fleet.ALL: total}, self._clock.now()
+            ):
+                return
+            with self._lock:  # not added: count them again next time
+                for pin, (hits, misses) in deltas.items():
+                    held = self._unflushed.setdefault(pin, [0, 0])
+                    held[0] += hits
+                    held[1] += misses
 
     @property
     def stats(self) -> RevocationStats:
@@ -450,7 +485,7 @@ class RevocationChecker:
         for url in urls:
             entry = self._store.entry(url, link.issuer, link.pin, link.candidates, policy.timeout)
             fresh = entry.fresh_at(at)
-            self._count(fresh)
+            self._count(fresh, link.pin)
             try:
                 index = self._store.get(entry, now=at, deadline=deadline)
             except CrlError as error:
@@ -468,11 +503,17 @@ class RevocationChecker:
             link, at, status=Status.UNAVAILABLE, source="crl", detail=detail, url=urls[0]
         )
 
-    def _count(self, hit: bool) -> None:
-        if hit:
-            self._hits += 1
-        else:
-            self._misses += 1
+    def _count(self, hit: bool, pin: str) -> None:
+        with self._lock:
+            unflushed = self._unflushed.get(pin)
+            if unflushed is None:
+                unflushed = self._unflushed[pin] = [0, 0]
+            if hit:
+                self._hits += 1
+                unflushed[0] += 1
+            else:
+                self._misses += 1
+                unflushed[1] += 1
 
     def _from_index(
         self, link: _Link, index: CrlIndex, entry: CrlEntry, at: dt.datetime
@@ -581,7 +622,7 @@ class RevocationChecker:
         self, link: _Link, urls: Sequence[str], at: dt.datetime, deadline: float
     ) -> RevocationResult:
         cached = self._ocsp_cache.get(link.ocsp_key, at)
-        self._count(cached is not None)
+        self._count(cached is not None, link.pin)
         if cached is not None:
             return self._from_answer(link, cached, "cache", urls[0], at)
         problems: list[str] = []
@@ -619,12 +660,28 @@ class RevocationChecker:
             data = ocsp.send(self._http, url, request, timeout=remaining)
             answer = ocsp.validate_response(data, link.cert, link.issuer, nonce=nonce, now=at)
         except OcspError as error:
-            self._ocsp_error(link, url, error, (time.monotonic() - started) * 1000, now)
+            latency_ms = (time.monotonic() - started) * 1000
+            self._ocsp_error(link, url, error, latency_ms, now)
+            self._record_responder(link, url, latency_ms, f"{error.problem}: {error.message}")
             problems.append(f"{url}: {error.problem}: {error.message}")
             return None
+        self._record_responder(link, url, (time.monotonic() - started) * 1000, None)
         self._ocsp_cache.put(answer, link.ocsp_key[0])
         self._ocsp_urls.setdefault(link.ocsp_key[0], set()).add(url)
         return answer
+
+    def _record_responder(
+        self, link: _Link, url: str, latency_ms: float, error: str | None
+    ) -> None:
+        """Upsert the responder's ``ocsp_responders`` row; never fails a login."""
+        if self._db is None:
+            return
+        try:
+            revocation_fleet.record_ocsp_request(
+                self._db, url, link.pin, at=self._clock.now(), latency_ms=latency_ms, error=error
+            )
+        except Exception:  # best-effort: the login goes on without the row
+            log.exception("ocsp_responders not written for %s", url)
 
     def _ocsp_error(
         self, link: _Link, url: str, error: OcspError, latency_ms: float, now: dt.datetime
@@ -680,8 +737,9 @@ class RevocationChecker:
 
         ``chain`` is the stored CA chain (leaf-side first): its first certificate issues
         the devices. CRL URLs: the override and every URL its devices' certificates named
-        (the shared table, this process); OCSP URLs: the override and the responders asked.
-        Each is probed with the policy timeout.
+        (the shared table, this process); OCSP URLs: the override, the responders asked
+        (this process) and those any instance asked (``ocsp_responders``, under ``table``).
+        Each is probed with the policy timeout. ``cache`` adds the fleet's counters.
         """
         ca = chain[0]
         pin = issuer_pin(ca)
@@ -697,11 +755,21 @@ class RevocationChecker:
         key_hash = ocsp.issuer_key_hash(ca)
         ocsp_urls = [policy.ocsp_url] if policy.ocsp_url else []
         ocsp_urls += sorted(self._ocsp_urls.get(key_hash, ()))
+        responders = (
+            {}
+            if self._db is None
+            else {row["url"]: row for row in revocation_fleet.ocsp_rows(self._db, pin)}
+        )
+        ocsp_urls += list(responders)
+        ocsp_probes = [
+            {**self._probe_ocsp(url, ca, policy.timeout), "table": responders.get(url)}
+            for url in dict.fromkeys(ocsp_urls)
+        ]
         stats = self.stats
         return {
             "policy": policy.to_dict(),
             "crl": crls,
-            "ocsp": [self._probe_ocsp(url, ca, policy.timeout) for url in dict.fromkeys(ocsp_urls)],
+            "ocsp": ocsp_probes,
             "cache": {
                 "hits": stats.hits,
                 "misses": stats.misses,
@@ -709,7 +777,22 @@ class RevocationChecker:
                 "fetches": stats.fetches,
                 "failOpenAllows": stats.fail_open_allows,
                 "ocspAnswersHeld": len(self._ocsp_cache),
+                **self._fleet_cache(pin),
             },
+        }
+
+    def _fleet_cache(self, pin: str) -> dict[str, Any]:
+        """The fleet's hits, misses and hit rate for the CA (``revocation_counters``, after
+        adding this process's unflushed counts); None without a database."""
+        if self._db is None:
+            return {"fleetHits": None, "fleetMisses": None, "fleetHitRate": None}
+        self.flush_counters()
+        hits, misses = revocation_fleet.counts(self._db, pin) or (0, 0)
+        total = hits + misses
+        return {
+            "fleetHits": hits,
+            "fleetMisses": misses,
+            "fleetHitRate": None if total == 0 else hits / total,
         }
 
     def _probe_ocsp(self, url: str, ca: x509.Certificate, timeout: float) -> dict[str, Any]:

@@ -191,3 +191,30 @@ class CRLCacheEntry(Base):
     last_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
     last_latency_ms: Mapped[float | None] = mapped_column()
+
+
+class OCSPResponder(Base):
+    """An OCSP responder the devices' certificates named and some instance asked: the
+    health of its requests, shared by every instance (``ca health``)."""
+
+    __tablename__ = "ocsp_responders"
+
+    url: Mapped[str] = mapped_column(Text, primary_key=True)
+    issuer_spki_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_ok_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_latency_ms: Mapped[float | None] = mapped_column()
+    requests: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+
+
+class RevocationCounter(Base):
+    """Revocation cache hits and misses of the whole fleet, per CA (issuer SPKI pin) and
+    ``all``: every instance adds its counts (``hits = hits + :delta``)."""
+
+    __tablename__ = "revocation_counters"
+
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    hits: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    misses: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
