@@ -488,6 +488,9 @@ def test_ocsp_refuses_the_revoked_and_passes_the_good(
 
 
 @needs_openssl
+# Known timing flake (about 1 run in 8 under load, not yet pinned down): the real responder
+# or CRL server answers the previous state. One rerun; a real regression fails twice.
+@pytest.mark.flaky(reruns=1)
 def test_ocsp_answers_are_cached_until_next_update(
     ocsp_pki: OcspPki,
     ocsp_responders: Responders,
@@ -517,6 +520,9 @@ def test_ocsp_answers_are_cached_until_next_update(
     assert expired.status is Status.UNAVAILABLE and expired.source == "ocsp"
 
 
+# Known timing flake (about 1 run in 8 under load, not yet pinned down): the real responder
+# or CRL server answers the previous state. One rerun; a real regression fails twice.
+@pytest.mark.flaky(reruns=1)
 def test_ocsp_then_crl_falls_back_to_the_crl(
     pki: Pki,
     checkers: Callable[..., RevocationChecker],

@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives import hashes
 from certbound.errors import CertboundError, ReasonCode
 from certbound.pki import pem
 from certbound.pki.certificate import extension, signed_by
+from certbound.pki.revocation_policy import RevocationSourceError
 
 MiB = 1024 * 1024
 MAX_CRL_BYTES = 64 * MiB
@@ -50,13 +51,8 @@ _WEAK_HASHES = (hashes.MD5, hashes.SHA1)
 _CRL_LABEL = "X509 CRL"
 
 
-class CrlError(Exception):
+class CrlError(RevocationSourceError):
     """A CRL that cannot be used; ``problem`` is a short machine word (see PROBLEMS)."""
-
-    def __init__(self, problem: str, message: str) -> None:
-        super().__init__(message)
-        self.problem = problem
-        self.message = message
 
     @property
     def reason(self) -> ReasonCode:

@@ -34,8 +34,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, paddin
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, SignatureAlgorithmOID
 
-from certbound.errors import ReasonCode
 from certbound.pki.certificate import extension, signed_by
+from certbound.pki.revocation_policy import RevocationSourceError
 
 MAX_RESPONSE_BYTES = 1024 * 1024
 DEFAULT_SKEW = dt.timedelta(minutes=5)
@@ -62,18 +62,9 @@ _WEAK_HASHES = (hashes.MD5, hashes.SHA1)
 CacheKey = tuple[str, int]
 
 
-class OcspError(Exception):
-    """An OCSP exchange that gave no usable answer; ``problem`` is a word from PROBLEMS."""
-
-    def __init__(self, problem: str, message: str) -> None:
-        super().__init__(message)
-        self.problem = problem
-        self.message = message
-
-    @property
-    def reason(self) -> ReasonCode:
-        """Every OCSP failure leaves the status unknown: REVOCATION_UNAVAILABLE."""
-        return ReasonCode.REVOCATION_UNAVAILABLE
+class OcspError(RevocationSourceError):
+    """An OCSP exchange that gave no usable answer (every one leaves the status unknown:
+    REVOCATION_UNAVAILABLE); ``problem`` is a word from PROBLEMS."""
 
 
 @dataclass(frozen=True, slots=True)

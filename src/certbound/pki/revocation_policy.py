@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session
 
+from certbound.errors import ReasonCode
 from certbound.storage.models import CARevocation
 
 
@@ -33,6 +34,21 @@ class Mode(enum.StrEnum):
 
 
 MAX_TIMEOUT_SECONDS = 30.0
+
+
+class RevocationSourceError(Exception):
+    """A revocation source (a CRL, an OCSP exchange) that gave no usable answer;
+    ``problem`` is a short machine word its module lists in ``PROBLEMS``."""
+
+    def __init__(self, problem: str, message: str) -> None:
+        super().__init__(message)
+        self.problem = problem
+        self.message = message
+
+    @property
+    def reason(self) -> ReasonCode:
+        """The reason code a caller reports when this source was its only answer."""
+        return ReasonCode.REVOCATION_UNAVAILABLE
 
 
 @dataclass(frozen=True, slots=True)
