@@ -50,6 +50,7 @@ GENESIS = "0" * 64
 # Tables holding one row that migrations create; reset, never deleted.
 _SINGLETONS = {
     "trust_state": "UPDATE trust_state SET generation = 0",
+    "device_state": "UPDATE device_state SET generation = 0",
     "log_chain": f"UPDATE log_chain SET last_seq = 0, last_hash = '{GENESIS}', "
     f"anchor_seq = 0, anchor_hash = '{GENESIS}'",
 }

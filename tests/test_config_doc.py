@@ -46,5 +46,16 @@ def test_environment_variable(rows: dict[str, list[str]], name: str) -> None:
 @pytest.mark.parametrize(
     ("name", "default"), [(f.name, f.default) for f in KEYS if f.default is not MISSING]
 )
-def test_numeric_defaults(rows: dict[str, list[str]], name: str, default: object) -> None:
-    assert rows[name][0] == f"`{default}`"
+def test_defaults(rows: dict[str, list[str]], name: str, default: object) -> None:
+    assert rows[name][0] == documented(default)
+
+
+def documented(default: object) -> str:
+    """How the table writes a default: as TOML (numbers, quoted strings, lists), or unset."""
+    if default is None:
+        return "unset"
+    if isinstance(default, str):
+        return f'`"{default}"`'
+    if isinstance(default, tuple):
+        return "`[" + ", ".join(f'"{item}"' for item in default) + "]`"
+    return f"`{default}`"

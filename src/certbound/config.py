@@ -37,6 +37,27 @@ class Settings:
     log_retention_days: int = 90
     # System Log: events waiting for the database at most (beyond: spooled to disk).
     log_queue_size: int = 50_000
+    # Built-in TLS listener ("host:port"; "" turns it off) and its certificate and key.
+    tls_listen: str = "127.0.0.1:8443"
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    # "accept": every chain reaches the app, which validates it (nginx optional_no_ca);
+    # "reject": untrusted chains are refused inside the handshake with the matching alert.
+    tls_client_verify: str = "accept"
+    # Plain-HTTP listener for a trusted proxy: "host:port", "unix:/path", or "" (off).
+    http_listen: str = ""
+    # Socket peers whose certificate headers count: CIDRs, and "unix" for the Unix socket.
+    trusted_proxies: tuple[str, ...] = ()
+    # The header format trusted proxies send: nginx, haproxy, envoy or rfc9440.
+    proxy_header: str = "rfc9440"
+    # How a certificate maps to a user, first rule that yields a value wins.
+    device_mapping: tuple[str, ...] = ("san_email", "san_upn", "cn")
+    # Seconds: TLS handshake, request headers (per request), idle keep-alive.
+    tls_handshake_timeout: int = 10
+    request_header_timeout: int = 10
+    keepalive_timeout: int = 5
+    # Connections open at once per listener; beyond it new connections are closed at once.
+    max_connections: int = 1000
 
     @property
     def spool_dir(self) -> Path:
@@ -77,6 +98,16 @@ _INT_KEYS = {
     "ca_expiry_warning_days",
     "log_retention_days",
     "log_queue_size",
+    "tls_handshake_timeout",
+    "request_header_timeout",
+    "keepalive_timeout",
+    "max_connections",
+}
+_LIST_KEYS = {"trusted_proxies", "device_mapping"}
+_PATH_KEYS = {"data_dir", "tls_cert_file", "tls_key_file"}
+_CHOICES = {
+    "tls_client_verify": ("accept", "reject"),
+    "proxy_header": ("nginx", "haproxy", "envoy", "rfc9440"),
 }
 _KNOWN = {f.name for f in fields(Settings)} - {"config_file"}
 
@@ -95,8 +126,17 @@ def _coerce(key: str, value: Any, source: str) -> Any:
         if number is None or number < 0:
             raise ConfigError(f"{source}: {key} must be a whole number >= 0, got {value!r}")
         return number
+    if key in _LIST_KEYS:
+        # TOML gives a list of strings; the environment a comma-separated string.
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+            raise ConfigError(f"{source}: {key} must be a list of strings, got {value!r}")
+        return tuple(i.strip() for i in items if i.strip())
     if not isinstance(value, str):
         raise ConfigError(f"{source}: {key} must be a string, got {value!r}")
+    choices = _CHOICES.get(key)
+    if choices is not None and value not in choices:
+        raise ConfigError(f"{source}: {key} must be one of {', '.join(choices)}, got {value!r}")
     return value
 
 
@@ -131,6 +171,11 @@ def load_settings(
             raw[key] = _coerce(key, env[name], name)
             bases[key] = Path.cwd()
 
+    for key in _PATH_KEYS - {"data_dir"}:
+        if raw.get(key):
+            raw[key] = _resolve(raw[key], bases[key])
+        else:
+            raw.pop(key, None)
     data_dir_value = raw.pop("data_dir", None)
     if data_dir_value:
         data_dir = _resolve(data_dir_value, bases["data_dir"])

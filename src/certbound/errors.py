@@ -17,6 +17,7 @@ from typing import Any
 class Layer(enum.StrEnum):
     """Where in the request's path a reason code is decided (DESIGN.md, "Layers")."""
 
+    TRANSPORT = "transport"
     INTAKE = "intake"
     CERTIFICATE = "certificate"
     REVOCATION = "revocation"
@@ -39,7 +40,11 @@ class ReasonCode(enum.StrEnum):
     """Stable reason codes. The value is the code's wire name."""
 
     # Certificate validation
+    TCP_CONNECT_FAILED = "TCP_CONNECT_FAILED"
+    TLS_HANDSHAKE_FAILED = "TLS_HANDSHAKE_FAILED"
+    SERVER_CERTIFICATE_UNTRUSTED = "SERVER_CERTIFICATE_UNTRUSTED"
     NO_CLIENT_CERTIFICATE = "NO_CLIENT_CERTIFICATE"
+    PROXY_HEADER_MALFORMED = "PROXY_HEADER_MALFORMED"
     MALFORMED_CERTIFICATE = "MALFORMED_CERTIFICATE"
     CERTIFICATE_EXPIRED = "CERTIFICATE_EXPIRED"
     CERTIFICATE_NOT_YET_VALID = "CERTIFICATE_NOT_YET_VALID"
@@ -74,6 +79,8 @@ class ReasonCode(enum.StrEnum):
     CA_NOT_FOUND = "CA_NOT_FOUND"
     # Identity
     DEVICE_SUSPENDED = "DEVICE_SUSPENDED"
+    DEVICE_DEACTIVATED = "DEVICE_DEACTIVATED"
+    DEVICE_NOT_FOUND = "DEVICE_NOT_FOUND"
     CERTIFICATE_NOT_BOUND_TO_CLIENT = "CERTIFICATE_NOT_BOUND_TO_CLIENT"
     UNTRUSTED_PROXY_HEADER = "UNTRUSTED_PROXY_HEADER"
     # Policy
@@ -118,10 +125,36 @@ _C, _R, _U, _I, _P, _T = (
 )
 
 CATALOGUE: dict[ReasonCode, _Entry] = {
+    ReasonCode.TCP_CONNECT_FAILED: _Entry(
+        Layer.TRANSPORT,
+        "The client could not open a TCP connection to the server.",
+        "Check the URL's host and port, that `certbound serve` is running and listening "
+        "there (`tls_listen`), and firewalls in between.",
+    ),
+    ReasonCode.TLS_HANDSHAKE_FAILED: _Entry(
+        Layer.TRANSPORT,
+        "The TLS handshake failed for a reason other than the client certificate "
+        "(protocol version, cipher, a timeout, not a TLS server).",
+        "Check the URL uses https:// and the TLS listener's port; the detail names "
+        "OpenSSL's error.",
+    ),
+    ReasonCode.SERVER_CERTIFICATE_UNTRUSTED: _Entry(
+        Layer.TRANSPORT,
+        "The client did not trust the server's certificate.",
+        "Pass the CA that issued the server certificate (`--cacert`; quickstart writes "
+        "D/pki/server-ca.pem), or fix the server certificate's name.",
+    ),
     ReasonCode.NO_CLIENT_CERTIFICATE: _Entry(
         Layer.INTAKE,
         "The client presented no certificate.",
         "Configure the device or client to send its certificate (curl: --cert and --key).",
+    ),
+    ReasonCode.PROXY_HEADER_MALFORMED: _Entry(
+        Layer.INTAKE,
+        "A trusted proxy sent a client-certificate header that does not decode in the "
+        "configured format (bad escaping or base64, a broken XFCC element, too large).",
+        "Make the proxy's header match `proxy_header` (see docs/deploy/); the detail names "
+        "the header and the problem.",
     ),
     ReasonCode.MALFORMED_CERTIFICATE: _Entry(
         _C,
@@ -293,13 +326,23 @@ CATALOGUE: dict[ReasonCode, _Entry] = {
     ReasonCode.DEVICE_SUSPENDED: _Entry(
         _I, "The device the certificate maps to is suspended.", "Resume the device if intended."
     ),
+    ReasonCode.DEVICE_DEACTIVATED: _Entry(
+        _I,
+        "The device the certificate maps to is deactivated.",
+        "Issue the device a new certificate; a deactivated device is not resumed.",
+    ),
+    ReasonCode.DEVICE_NOT_FOUND: _Entry(
+        _I,
+        "No device with that id, serial number or thumbprint is in the registry.",
+        "List devices with `certbound device list`; a device appears once it has connected.",
+    ),
     ReasonCode.CERTIFICATE_NOT_BOUND_TO_CLIENT: _Entry(
         _I,
         "The certificate does not match the OAuth client's registered certificate identity.",
         "Register the certificate's subject DN / SAN (and issuing CA) on the client.",
     ),
     ReasonCode.UNTRUSTED_PROXY_HEADER: _Entry(
-        _I,
+        Layer.INTAKE,
         "A client-certificate header arrived from an address that is not a trusted proxy.",
         "Add the proxy to trusted proxies, or stop clients from sending the header.",
     ),

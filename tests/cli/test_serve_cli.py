@@ -58,7 +58,16 @@ def test_serve_answers_the_log_api_and_stops_on_sigint(
     token = json.loads(created.stdout)["token"]
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "certbound", "serve", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "certbound",
+            "serve",
+            "--tls-listen",
+            "",
+            "--http-listen",
+            f"127.0.0.1:{port}",
+        ],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -96,14 +105,31 @@ def test_serve_answers_the_log_api_and_stops_on_sigint(
     assert "Traceback" not in err
 
 
-def test_help_says_plain_http_for_loopback_or_behind_tls_proxy() -> None:
+def test_help_names_both_listeners_and_the_plain_http_risk() -> None:
     cli.add_command(serve.serve)
     result = CliRunner().invoke(cli, ["serve", "--help"])
     assert result.exit_code == EXIT_OK
     text = " ".join(result.stdout.split())
-    assert "mTLS listener arrives in a later release" in text
-    assert "loopback" in text and "TLS-terminating reverse proxy" in text
-    assert "[default: 127.0.0.1]" in text and "[default: 8080;" in text
+    assert "built-in mTLS listener" in text and "plain-HTTP listener" in text
+    assert "loopback" in text and "TLS-terminating proxy" in text
+    for option in ("--tls-listen", "--http-listen", "--tls-cert", "--tls-key", "--client-verify"):
+        assert option in text
+
+
+def test_tls_listener_without_a_certificate_is_a_usage_error(env: dict[str, str]) -> None:
+    done = certbound("serve", "--tls-listen", "127.0.0.1:0", env=env)
+    assert done.returncode == 2
+    assert "tls_listen needs tls_cert_file and tls_key_file" in done.stderr
+
+
+def test_nothing_to_serve_is_a_usage_error(env: dict[str, str]) -> None:
+    done = certbound("serve", "--tls-listen", "", env=env)
+    assert done.returncode == 2 and "nothing to serve" in done.stderr
+
+
+def test_a_bad_listen_address_is_a_usage_error(env: dict[str, str]) -> None:
+    done = certbound("serve", "--tls-listen", "", "--http-listen", "nowhere", env=env)
+    assert done.returncode == 2 and "http_listen must be host:port" in done.stderr
 
 
 @pytest.mark.parametrize(

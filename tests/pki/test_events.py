@@ -51,6 +51,14 @@ def dns_names(cert: x509.Certificate) -> list[str]:
     return [str(name) for name in sans.get_values_for_type(x509.DNSName)]
 
 
+def rfc822_names(cert: x509.Certificate) -> list[str]:
+    try:
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return list(sans.get_values_for_type(x509.RFC822Name))
+
+
 def expected_certificate(item: devpki.Issued) -> dict[str, Any]:
     cert = item.cert
     return {
@@ -60,7 +68,8 @@ def expected_certificate(item: devpki.Issued) -> dict[str, Any]:
         "sha256Thumbprint": sha256_fingerprint(cert),
         "notBefore": format_rfc3339(cert.not_valid_before_utc),
         "notAfter": format_rfc3339(cert.not_valid_after_utc),
-        "sans": [f"DNS:{dns}" for dns in dns_names(cert)],
+        "sans": [f"DNS:{dns}" for dns in dns_names(cert)]
+        + [f"email:{email}" for email in rfc822_names(cert)],
     }
 
 

@@ -29,8 +29,14 @@ from certbound.web.app import create_app
 class LiveServer:
     """A uvicorn server running ``app`` in a thread, on a free port of 127.0.0.1."""
 
-    def __init__(self, app: Starlette) -> None:
-        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
+    def __init__(self, app: Starlette, **options: object) -> None:
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=0,
+            log_level="warning",
+            **options,  # type: ignore[arg-type]
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.url = ""
@@ -64,12 +70,12 @@ def app(settings: Settings, database: Database, clock: FixedClock) -> Starlette:
 
 
 @pytest.fixture
-def live() -> Iterator[Callable[[Starlette], LiveServer]]:
+def live() -> Iterator[Callable[..., LiveServer]]:
     """Start an app under uvicorn (``.url`` is its base URL); stopped after the test."""
     servers: list[LiveServer] = []
 
-    def start(app: Starlette) -> LiveServer:
-        server = LiveServer(app)
+    def start(app: Starlette, **options: object) -> LiveServer:
+        server = LiveServer(app, **options)
         servers.append(server)
         return server.start()
 
@@ -79,7 +85,7 @@ def live() -> Iterator[Callable[[Starlette], LiveServer]]:
 
 
 @pytest.fixture
-def base_url(live: Callable[[Starlette], LiveServer], app: Starlette) -> str:
+def base_url(live: Callable[..., LiveServer], app: Starlette) -> str:
     return live(app).url
 
 

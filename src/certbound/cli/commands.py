@@ -7,7 +7,17 @@ import click
 
 def register(group: click.Group) -> None:
     """Attach the subcommands; each module owns one command or command group."""
-    from certbound.cli import admin, ca, diagnose, log, quickstart, serve, verify
+    from certbound.cli import (
+        admin,
+        ca,
+        device,
+        diagnose,
+        handshake,
+        log,
+        quickstart,
+        serve,
+        verify,
+    )
 
     for command in (
         ca.ca,
@@ -17,5 +27,7 @@ def register(group: click.Group) -> None:
         diagnose.diagnose,
         admin.admin,
         serve.serve,
+        device.device,
+        handshake.handshake,
     ):
         group.add_command(command)

@@ -1,8 +1,12 @@
 """``certbound quickstart``: a working demo in one command.
 
-Creates a development PKI under ``D/pki`` (the layout DESIGN.md fixes), writes
+Creates a development PKI under ``D/pki`` (the layout DESIGN.md fixes, plus the TLS
+listener's ``server.pem``, ``server.key`` and ``server-ca.pem``), writes
 ``D/certbound.toml``, initialises the database, uploads the CA chain and verifies every
-device certificate against the trust store, printing device, result and reason code.
+device certificate against the trust store, printing device, result and reason code. Then,
+unless ``--no-serve``, it starts the server (the built-in mTLS listener on
+``127.0.0.1:PORT``) and prints the curl and ``certbound handshake`` commands for the good
+and the bad devices.
 The demo CA's revocation settings point at the CRL the dev PKI writes
 (``file://D/pki/intermediate.crl.pem``), on which the ``revoked`` device is listed, so it
 is refused with REVOKED_CERTIFICATE.
@@ -46,12 +50,18 @@ CA_NAME = "Certbound Dev CA chain (quickstart)"
 CRL_FILE = "intermediate.crl.pem"
 
 
-def _write_config(directory: Path) -> Path:
+DEFAULT_PORT = 8443
+
+
+def _write_config(directory: Path, port: int) -> Path:
     path = directory / "certbound.toml"
     path.write_text(
         "# Written by `certbound quickstart`. Paths are relative to this file.\n"
         'data_dir = "."\n'
         'database_url = "sqlite:///certbound.db"\n'
+        f'tls_listen = "127.0.0.1:{port}"\n'
+        'tls_cert_file = "pki/server.pem"\n'
+        'tls_key_file = "pki/server.key"\n'
     )
     return path
 
@@ -129,10 +139,10 @@ def _print_table(rows: list[dict[str, Any]], console: Console) -> None:
     console.print(table)
 
 
-def _settings(ctx: Context, directory: Path) -> Settings:
+def _settings(ctx: Context, directory: Path, port: int) -> Settings:
     if ctx.config_file is not None:
         return ctx.settings
-    return load_settings(_write_config(directory))
+    return load_settings(_write_config(directory, port))
 
 
 @click.command()
@@ -144,15 +154,22 @@ def _settings(ctx: Context, directory: Path) -> Settings:
     show_default=True,
     help="Where to write the PKI, config and database.",
 )
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=DEFAULT_PORT,
+    show_default=True,
+    help="Port of the TLS listener on 127.0.0.1.",
+)
 @click.option("--no-serve", is_flag=True, help="Set everything up and exit.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @pass_context
-def quickstart(ctx: Context, directory: Path, no_serve: bool, as_json: bool) -> None:
-    """Create a dev PKI, upload its CA chain and verify every device certificate."""
+def quickstart(ctx: Context, directory: Path, port: int, no_serve: bool, as_json: bool) -> None:
+    """Create a dev PKI, upload its CA chain, verify every device certificate, then serve."""
     directory = directory.resolve()
     pki_dir = directory / "pki"
     write_dev_pki(build_dev_pki(), pki_dir)
-    settings = _settings(ctx, directory)
+    settings = _settings(ctx, directory, port)
     db = Database(settings.database_url)
     recorder: EventRecorder | None = None
     try:
@@ -175,13 +192,15 @@ def quickstart(ctx: Context, directory: Path, no_serve: bool, as_json: bool) -> 
     if as_json:
         click.echo(json.dumps({"dir": str(directory), "ca_id": ca_id, "devices": rows}, indent=2))
     else:
-        _summary(directory, settings, ca_id, rows, no_serve)
-    sys.exit(EXIT_OK if ok else EXIT_FAILED)
+        _summary(directory, settings, ca_id, rows)
+    if not ok:
+        sys.exit(EXIT_FAILED)
+    if no_serve:
+        sys.exit(EXIT_OK)
+    _serve(directory, settings, as_json)
 
 
-def _summary(
-    directory: Path, settings: Settings, ca_id: str, rows: list[dict[str, Any]], no_serve: bool
-) -> None:
+def _summary(directory: Path, settings: Settings, ca_id: str, rows: list[dict[str, Any]]) -> None:
     console = Console(highlight=False, soft_wrap=True, width=120)
     console.print(f"PKI written to {directory / 'pki'} (ca-chain.pem, root.pem, devices/)")
     console.print(f"config: {directory / 'certbound.toml'}   database: {settings.database_url}")
@@ -190,9 +209,51 @@ def _summary(
     cfg = directory / "certbound.toml"
     console.print(f"\nTry: certbound --config {cfg} verify {directory / 'pki/devices/expired.pem'}")
     console.print(f"     certbound --config {cfg} diagnose --last")
-    if not no_serve:
-        console.print(
-            "The built-in mTLS listener is not part of this release yet, so quickstart starts "
-            f"no server; `certbound --config {cfg} serve` runs the System Log API over plain "
-            "HTTP on 127.0.0.1."
+
+
+def _program() -> str:
+    """How to run certbound again: the path it was started by, when that is the script."""
+    started = Path(sys.argv[0])
+    return str(started.resolve()) if started.name == "certbound" else "certbound"
+
+
+def try_commands(directory: Path, settings: Settings) -> list[str]:
+    """The curl and ``certbound handshake`` commands for the good and the bad devices."""
+    pki = directory / "pki"
+    program = _program()
+    url = f"https://{settings.tls_listen}"
+    lines = []
+    for name, expected in QUICKSTART_DEVICES.items():
+        device = pki / "devices" / name
+        lines.append(f"# {name}: {'ALLOW' if expected is None else expected}")
+        lines.append(
+            f"curl --cacert {pki / 'server-ca.pem'} --cert {device}.pem --key {device}.key "
+            f"{url}/api/v1/intake/echo"
         )
+        lines.append(
+            f"{program} handshake {url} --cert {device}.pem --key {device}.key "
+            f"--cacert {pki / 'server-ca.pem'}"
+        )
+    return lines
+
+
+def _serve(directory: Path, settings: Settings, as_json: bool) -> None:
+    """Run the server in the foreground until Ctrl-C (the config quickstart wrote)."""
+    from certbound.cli.serve import run_server
+
+    if not as_json:
+        click.echo("\nThe server is starting. In another terminal, try:\n")
+        for line in try_commands(directory, settings):
+            click.echo(f"  {line}")
+        cfg = directory / "certbound.toml"
+        click.echo(
+            f"\nThen: {_program()} --config {cfg} log "
+            "--filter 'eventType eq \"device.trust.verify\"'"
+        )
+        click.echo("Press Ctrl-C to stop.\n")
+    database = Database(settings.database_url)
+    try:
+        code = run_server(settings, database)
+    finally:
+        database.dispose()
+    sys.exit(code)

@@ -7,6 +7,7 @@ odd certificate they need with :func:`issue`. Nothing here is for production key
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,12 +192,29 @@ QUICKSTART_DEVICES: dict[str, str | None] = {
 }
 
 
+# The user the quickstart's good device maps to (its SAN email).
+GOOD_DEVICE_USER = "alice@certbound.test"
+
+
 @dataclass
 class DevPKI:
     root: Issued
     intermediate: Issued
     devices: dict[str, Issued]
     crl: x509.CertificateRevocationList
+    server_ca: Issued
+    server: Issued
+
+
+def server_certificate(issuer: Issued, now: dt.datetime) -> Issued:
+    """A TLS server certificate for the listener on this machine: localhost, 127.0.0.1, ::1."""
+    sans: list[x509.GeneralName] = [
+        x509.DNSName("localhost"),
+        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+        x509.IPAddress(ipaddress.ip_address("::1")),
+    ]
+    profile = Profile(sans=sans, eku=[ExtendedKeyUsageOID.SERVER_AUTH], not_after=now + 825 * DAY)
+    return issue(dn("localhost"), issuer, profile=profile, now=now)
 
 
 def build_dev_pki(now: dt.datetime | None = None, crl_url: str | None = None) -> DevPKI:
@@ -208,16 +226,18 @@ def build_dev_pki(now: dt.datetime | None = None, crl_url: str | None = None) ->
     foreign_inter = ca("Foreign Issuing CA", foreign_root, organisation="Elsewhere Inc")
     crl_urls = (crl_url,) if crl_url else ()
 
-    def device(name: str, issuer: Issued = inter, **kw: object) -> Issued:
+    def device(
+        name: str, issuer: Issued = inter, extra_sans: Sequence[x509.GeneralName] = (), **kw: object
+    ) -> Issued:
         profile = Profile(
-            sans=[x509.DNSName(f"{name}.devices.certbound.test")],
+            sans=[x509.DNSName(f"{name}.devices.certbound.test"), *extra_sans],
             crl_urls=crl_urls,
             **kw,  # type: ignore[arg-type]
         )
         return issue(dn(f"{name}.devices.certbound.test"), issuer, profile=profile, now=now)
 
     devices = {
-        "good": device("good"),
+        "good": device("good", extra_sans=[x509.RFC822Name(GOOD_DEVICE_USER)]),
         "cn-only": issue(dn("cn-only"), inter, profile=Profile(crl_urls=crl_urls), now=now),
         "expired": device("expired", not_before=now - 60 * DAY, not_after=now - DAY),
         "not-yet-valid": device("not-yet-valid", not_before=now + 30 * DAY),
@@ -226,11 +246,13 @@ def build_dev_pki(now: dt.datetime | None = None, crl_url: str | None = None) ->
         "revoked": device("revoked"),
     }
     crl = make_crl(inter, [devices["revoked"].cert.serial_number], now)
-    return DevPKI(root, inter, devices, crl)
+    server_ca = ca("Certbound Dev Server CA", not_after=now + 3650 * DAY)
+    return DevPKI(root, inter, devices, crl, server_ca, server_certificate(server_ca, now))
 
 
 def write_dev_pki(pki: DevPKI, directory: Path) -> None:
-    """Write the layout DESIGN.md fixes: D/pki/{ca-chain,root,intermediate}.pem, devices/."""
+    """Write the layout DESIGN.md fixes: D/pki/{ca-chain,root,intermediate}.pem, devices/,
+    and the listener's server-ca.pem, server.pem and server.key."""
     devices = directory / "devices"
     devices.mkdir(parents=True, exist_ok=True)
     (directory / "root.pem").write_bytes(pki.root.cert_pem())
@@ -239,6 +261,11 @@ def write_dev_pki(pki: DevPKI, directory: Path) -> None:
     (directory / "intermediate.crl.pem").write_bytes(
         pki.crl.public_bytes(serialization.Encoding.PEM)
     )
+    (directory / "server-ca.pem").write_bytes(pki.server_ca.cert_pem())
+    (directory / "server.pem").write_bytes(pki.server.cert_pem())
+    server_key = directory / "server.key"
+    server_key.write_bytes(pki.server.key_pem())
+    server_key.chmod(0o600)
     for name, item in pki.devices.items():
         (devices / f"{name}.pem").write_bytes(item.cert_pem())
         key_path = devices / f"{name}.key"

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -85,7 +86,13 @@ def certificate_facts(info: CertificateInfo) -> dict[str, Any]:
 
 def identity_facts(identity: DeviceIdentity) -> dict[str, Any]:
     """``deviceTrust.certificate`` for a verified device; the thumbprint is the lower-case
-    hex form of the identity's ``x5t#S256`` (both are SHA-256 over the leaf's DER)."""
+    hex form of the identity's ``x5t#S256`` (both are SHA-256 over the leaf's DER).
+    Computed once per identity (devices connect again and again); a copy each call."""
+    return dict(_identity_facts(identity))
+
+
+@functools.lru_cache(maxsize=4096)
+def _identity_facts(identity: DeviceIdentity) -> dict[str, Any]:
     padded = identity.x5t_s256 + "=" * (-len(identity.x5t_s256) % 4)
     return {
         "subjectDn": identity.subject_dn,
@@ -121,6 +128,12 @@ def _leaf_info(result: Rejected, presented_leaf: x509.Certificate | None) -> Cer
         return None
 
 
+@functools.lru_cache(maxsize=4096)
+def _subjects(chain: tuple[x509.Certificate, ...]) -> tuple[str, ...]:
+    return tuple(cert.subject.rfc4514_string() for cert in chain)
+
+
+@functools.lru_cache(maxsize=4096)
 def _authority_key_id(presented_leaf: x509.Certificate | None) -> str | None:
     if presented_leaf is None:
         return None
@@ -142,12 +155,15 @@ def device_verified(
     at: dt.datetime | None = None,
     generation: int | None = None,
     extra: Mapping[str, Any] | None = None,
+    context: Mapping[str, Any] | None = None,
+    refusal: tuple[ReasonCode, str] | None = None,
 ) -> Event:
     """One validation of a presented chain against the trust store.
 
     ``at`` is the validation time (``verify --at``; None: when it ran), ``generation`` the
     trust-store generation validated against, ``extra`` more ``debugData`` (the file, the
-    command).
+    command), ``context`` more ``deviceTrust`` members (``intake``, ``device``), and
+    ``refusal`` a later layer's refusal of a chain that validated (DEVICE_SUSPENDED).
     """
     debug: dict[str, Any] = {
         "trustSource": "store",
@@ -171,7 +187,7 @@ def device_verified(
         verified, reason = False, result.reason.value
     else:
         certificate = identity_facts(result.identity)
-        debug["chain"] = [cert.subject.rfc4514_string() for cert in result.chain]
+        debug["chain"] = list(_subjects(result.chain))
         outcome = Outcome(Result.SUCCESS)
         severity = Severity.INFO
         message = f"Device certificate verified: {result.identity.subject_dn}"
@@ -181,6 +197,13 @@ def device_verified(
                 f"allowed by fail-open): {result.identity.subject_dn}"
             )
         verified, reason = True, None
+        if refusal is not None:
+            code, detail = refusal
+            debug["detail"] = detail
+            outcome = Outcome(Result.FAILURE, code)
+            severity = Severity.WARN
+            message = f"Device refused ({code.value}): {result.identity.subject_dn}"
+            verified, reason = False, code.value
     targets: tuple[Target, ...] = ()
     if certificate is not None:
         targets = (
@@ -205,6 +228,7 @@ def device_verified(
             "reason": reason,
             "certificate": certificate,
             "revocation": revocation.to_dict() if revocation is not None else None,
+            **(context or {}),
         },
         debug_data=debug,
     )

@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -218,3 +219,46 @@ class RevocationCounter(Base):
     hits: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     misses: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class Device(Base):
+    """One client certificate seen over mTLS (certbound.devices.registry): its facts, the
+    user it maps to and its status. ``status_seq`` is the device-state generation of its
+    last status change, so every instance can re-read just the statuses that changed."""
+
+    __tablename__ = "devices"
+    __table_args__ = (
+        UniqueConstraint("thumbprint", name="uq_devices_thumbprint"),
+        # One device per issuer and serial; the issuer as a SHA-256 of its DN keeps the
+        # index entry small whatever the DN's length.
+        UniqueConstraint("issuer_sha256", "serial_number", name="uq_devices_issuer_serial"),
+        Index("ix_devices_first_seen", "first_seen", "id"),
+        Index("ix_devices_serial_number", "serial_number"),
+        Index("ix_devices_user_name", "user_name"),
+        Index("ix_devices_status_seq", "status_seq"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    issuer_dn: Mapped[str] = mapped_column(Text, nullable=False)
+    issuer_sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    serial_number: Mapped[str] = mapped_column(Text, nullable=False)
+    thumbprint: Mapped[str] = mapped_column(String(64), nullable=False)
+    subject_dn: Mapped[str] = mapped_column(Text, nullable=False)
+    sans: Mapped[str] = mapped_column(Text, nullable=False)  # a JSON list of strings
+    user_name: Mapped[str | None] = mapped_column(String(256))
+    mapped_by: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    status_seq: Mapped[int] = mapped_column(_SEQ, nullable=False, default=0)
+    first_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    last_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    not_after: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class DeviceState(Base):
+    """One row: the generation bumped by every device status change (its row lock orders
+    the changes, so their ``status_seq`` values are in commit order)."""
+
+    __tablename__ = "device_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    generation: Mapped[int] = mapped_column(_SEQ, nullable=False, default=0)

@@ -665,6 +665,74 @@ def _success(f: _Facts) -> tuple[list[str], dict[str, Any]]:
     return lines, {"revocation": dict(f.revocation)} if f.revocation else {}
 
 
+def _intake(f: _Facts) -> Mapping[str, Any]:
+    return _obj(_obj(f.event, "deviceTrust"), "intake")
+
+
+def _no_certificate(f: _Facts) -> tuple[list[str], dict[str, Any]]:
+    intake = _intake(f)
+    path, peer = intake.get("listener"), intake.get("peer") or "the client"
+    if path == "http" and intake.get("trustedHop"):
+        fmt = intake.get("headerFormat")
+        lines = [
+            f"The trusted proxy {peer} forwarded no client certificate ({fmt} header absent "
+            "or empty). Either the device sent none, or the proxy did not ask for one or "
+            "does not set the header.",
+            "Check the proxy: nginx needs `ssl_verify_client optional_no_ca` and "
+            "`proxy_set_header X-SSL-Client-Cert $ssl_client_escaped_cert` (docs/deploy/).",
+        ]
+    elif path == "http":
+        lines = [
+            f"The request reached the plain-HTTP listener from {peer}, which is not a trusted "
+            "proxy, without a certificate: only the TLS listener or a trusted proxy can "
+            "bring one."
+        ]
+    else:
+        lines = [
+            f"{_cap(str(peer))} completed the TLS handshake without sending a certificate. "
+            "The listener asks every client for one; the client has none configured "
+            "(curl: --cert and --key) or none its CA list accepts."
+        ]
+    return lines, {"intake": dict(intake)}
+
+
+def _untrusted_header(f: _Facts) -> tuple[list[str], dict[str, Any]]:
+    intake = _intake(f)
+    headers = ", ".join(map(str, intake.get("ignoredHeaders") or [])) or "a certificate header"
+    lines = [
+        f"{headers} arrived from {intake.get('peer') or 'an unknown peer'} on the "
+        f"{intake.get('listener') or '?'} listener and was ignored: certificate headers count "
+        "only from a peer in trusted_proxies on the plain-HTTP listener, never on the TLS "
+        "listener and never because of X-Forwarded-For.",
+        "If that peer is your proxy, add its address to trusted_proxies (docs/config.md); "
+        "otherwise someone tried to forge a certificate: nothing was authenticated.",
+    ]
+    return lines, {"intake": dict(intake)}
+
+
+def _header_malformed(f: _Facts) -> tuple[list[str], dict[str, Any]]:
+    intake = _intake(f)
+    lines = [
+        f"The trusted proxy {intake.get('peer')} sent a {intake.get('headerFormat')} "
+        f"certificate header that does not decode: {f.detail or 'no detail'}.",
+        "Make the proxy's header match proxy_header (docs/deploy/README.md has a tested "
+        "config per proxy).",
+    ]
+    return lines, {"intake": dict(intake)}
+
+
+def _device_status(f: _Facts) -> tuple[list[str], dict[str, Any]]:
+    device = _obj(_obj(f.event, "deviceTrust"), "device")
+    status = str(device.get("status") or "?").lower()
+    lines = [
+        f"The certificate validated, but the device it maps to ({device.get('id')}, user "
+        f"{device.get('user') or '(unmapped)'}) is {status}.",
+    ]
+    if status == "suspended":
+        lines.append(f"Resume it if intended: certbound device resume {device.get('id')}")
+    return lines, {"device": dict(device)}
+
+
 _Explainer = Callable[[_Facts], tuple[list[str], dict[str, Any]]]
 
 _DEVICE: dict[ReasonCode, _Explainer] = {
@@ -678,6 +746,11 @@ _DEVICE: dict[ReasonCode, _Explainer] = {
     ReasonCode.REVOKED_CERTIFICATE: _revoked,
     ReasonCode.REVOCATION_UNAVAILABLE: _unavailable,
     ReasonCode.REVOCATION_STALE: _stale,
+    ReasonCode.NO_CLIENT_CERTIFICATE: _no_certificate,
+    ReasonCode.UNTRUSTED_PROXY_HEADER: _untrusted_header,
+    ReasonCode.PROXY_HEADER_MALFORMED: _header_malformed,
+    ReasonCode.DEVICE_SUSPENDED: _device_status,
+    ReasonCode.DEVICE_DEACTIVATED: _device_status,
 }
 
 

@@ -31,6 +31,9 @@ class EventType(enum.StrEnum):
     PKI_CRL_DOWNLOAD_FAILURE = "pki.crl.download_failure"
     PKI_CRL_STALE = "pki.crl.stale"
     PKI_OCSP_FAILURE = "pki.ocsp.failure"
+    DEVICE_LIFECYCLE_SUSPEND = "device.lifecycle.suspend"
+    DEVICE_LIFECYCLE_UNSUSPEND = "device.lifecycle.unsuspend"
+    DEVICE_LIFECYCLE_DEACTIVATE = "device.lifecycle.deactivate"
 
 
 class Severity(enum.StrEnum):

@@ -4,10 +4,14 @@
 
 - ``GET /healthz``: 200 ``{"status": "ok"}`` while the process runs;
 - ``GET /readyz``: 200 ``{"status": "ready"}`` when the database answers, else 503;
-- ``GET /api/v1/logs``: the System Log (:mod:`certbound.web.logs`), bearer API token required.
+- ``GET /api/v1/logs``: the System Log (:mod:`certbound.web.logs`), bearer API token required;
+- ``GET /api/v1/intake/echo``: what Certbound saw of the request's device
+  (:mod:`certbound.web.intake`).
 
 The app owns, for its lifetime: one :class:`~certbound.syslog.recorder.EventRecorder` (the
-lifespan closes it, flushing queued events); the System Log retention job
+lifespan closes it, flushing queued events); the device-trust engine (validator, revocation
+checker with its CRL refresher thread, device registry: :func:`device_trust`); the System
+Log retention job
 (:class:`~certbound.syslog.retention.RetentionJob`: every hour, events older than
 ``log_retention_days`` are purged); and, when it was not given one, its database.
 Only this package speaks HTTP; the handlers in :mod:`certbound.web.problem` turn errors
@@ -29,10 +33,18 @@ from starlette.routing import Route
 from certbound.admin.tokens import ApiTokens
 from certbound.clock import Clock, SystemClock
 from certbound.config import Settings
+from certbound.devices.mapping import MappingRules
+from certbound.devices.registry import DeviceRegistry
+from certbound.devices.trust import DeviceTrust
+from certbound.intake.proxies import TrustedProxies
+from certbound.intake.resolve import Intake
+from certbound.pki.revocation import RevocationChecker, stored_policies
+from certbound.pki.truststore import TrustStore
+from certbound.pki.validation import Validator
 from certbound.storage.database import Database
 from certbound.syslog.recorder import EventRecorder
 from certbound.syslog.retention import RetentionJob
-from certbound.web import logs
+from certbound.web import intake, logs
 from certbound.web.problem import EXCEPTION_HANDLERS, problem
 
 
@@ -50,6 +62,28 @@ def readyz(request: Request) -> Response:
     return JSONResponse({"status": "ready"})
 
 
+def device_trust(
+    settings: Settings,
+    db: Database,
+    *,
+    clock: Clock,
+    recorder: EventRecorder,
+    checker: RevocationChecker,
+    mapping: MappingRules,
+) -> DeviceTrust:
+    """The device-trust engine over the trust store, revocation and the device registry."""
+    store = TrustStore(db, clock, settings.ca_expiry_warning_days)
+    validator = Validator(
+        store,
+        clock,
+        cache_size=settings.verify_cache_size,
+        cache_seconds=settings.verify_cache_seconds,
+        revocation=checker,
+        policies=stored_policies(db),
+    )
+    return DeviceTrust(validator, DeviceRegistry(db, clock, mapping), recorder)
+
+
 def create_app(
     settings: Settings,
     *,
@@ -58,7 +92,10 @@ def create_app(
     retention_interval: float = 3600.0,
 ) -> Starlette:
     """The app over ``database`` (default: opened and migrated from ``settings``);
-    ``retention_interval``: seconds between retention purges (the first after one interval)."""
+    ``retention_interval``: seconds between retention purges (the first after one interval).
+    Raises :class:`certbound.config.ConfigError` for unusable intake or mapping settings."""
+    request_intake = Intake(TrustedProxies.parse(settings.trusted_proxies), settings.proxy_header)
+    mapping = MappingRules.parse(settings.device_mapping)
     owns_database = database is None
     if database is None:
         database = Database(settings.database_url)
@@ -74,12 +111,19 @@ def create_app(
         retention = RetentionJob(
             db, clock, settings.log_retention_days, interval=retention_interval, recorder=recorder
         )
+        checker = RevocationChecker(db, clock, recorder=recorder)
         app.state.recorder = recorder
+        app.state.device_trust = device_trust(
+            settings, db, clock=clock, recorder=recorder, checker=checker, mapping=mapping
+        )
+        checker.start_refresher()
         retention.start()
         try:
             yield
         finally:
             retention.stop()
+            app.state.device_trust.registry.flush()
+            checker.close()
             recorder.close()
             if owns_database:
                 db.dispose()
@@ -89,6 +133,7 @@ def create_app(
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             *logs.ROUTES,
+            *intake.ROUTES,
         ],
         exception_handlers=dict(EXCEPTION_HANDLERS),
         lifespan=lifespan,
@@ -97,4 +142,5 @@ def create_app(
     app.state.database = db
     app.state.clock = clock
     app.state.tokens = ApiTokens(db, clock)
+    app.state.intake = request_intake
     return app
