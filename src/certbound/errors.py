@@ -396,6 +396,12 @@ CATALOGUE: dict[ReasonCode, _Entry] = {
 }
 
 
+class WouldBlockError(Exception):
+    """An answer needs I/O (the database, a CRL download, an OCSP responder) that a caller
+    on the event loop must not wait for: ask again where blocking is fine (a worker thread).
+    Raised only by calls made with ``offline=True``."""
+
+
 @dataclass(slots=True)
 class CertboundError(Exception):
     """A failure with a stable reason code, a human detail and optional context.

@@ -3,6 +3,7 @@ device registry and System Log, on SQLite and PostgreSQL; and what diagnose says
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,16 +11,17 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from certbound.clock import FixedClock
 from certbound.devices.mapping import MappingRules
 from certbound.devices.registry import DeviceRegistry
 from certbound.devices.trust import DeviceTrust
-from certbound.errors import Layer, ReasonCode
+from certbound.errors import Layer, ReasonCode, WouldBlockError
 from certbound.intake.chain import IntakePath, Presented
 from certbound.intake.tls import HandshakeRejection
 from certbound.pki import devpki
+from certbound.pki.revocation import RevocationChecker, stored_policies
 from certbound.pki.revocation_policy import Mode, RevocationPolicy
 from certbound.pki.truststore import TrustStore
 from certbound.pki.validation import Validator
@@ -158,3 +160,70 @@ def test_judge_and_handshake_rejection(
     assert event["deviceTrust"]["intake"]["rejectedInHandshake"] is True
     assert event["deviceTrust"]["certificate"]["subjectDn"].startswith("CN=expired")
     assert event["client"]["ipAddress"] == "127.0.0.1"
+
+
+# offline: decided on the event loop from cached answers only ------------------------------
+
+
+def test_offline_needs_a_warm_chain_and_records_once(
+    database: Database, recorder: EventRecorder, trust: DeviceTrust
+) -> None:
+    presented = over_tls("good")
+    with pytest.raises(WouldBlockError):  # never validated, never seen
+        trust.evaluate(presented, Client(), offline=True)
+    first = trust.evaluate(presented, Client())
+    second = trust.evaluate(presented, Client(), offline=True)
+    assert second.verified and second.device == first.device
+    assert recorder.flush()
+    with database.session() as session:
+        count = session.scalar(select(func.count()).select_from(LogEvent))
+    assert count == 2  # the two decisions: the offline try that would block recorded nothing
+
+
+def test_offline_refusals_of_cached_chains_are_decided_too(trust: DeviceTrust) -> None:
+    presented = over_tls("expired")
+    with pytest.raises(WouldBlockError):
+        trust.evaluate(presented, Client(), offline=True)
+    trust.evaluate(presented, Client())
+    decision = trust.evaluate(presented, Client(), offline=True)
+    assert decision.reason is ReasonCode.CERTIFICATE_EXPIRED
+
+
+def test_offline_defers_due_polls_to_a_thread(trust: DeviceTrust) -> None:
+    presented = over_tls("good")
+    trust.evaluate(presented, Client())
+    trust.validator._checked_at -= 60  # the trust-store generation poll is due
+    with pytest.raises(WouldBlockError):
+        trust.evaluate(presented, Client(), offline=True)
+    trust.evaluate(presented, Client())
+    trust.evaluate(presented, Client(), offline=True)
+    trust.registry._poll_due = trust.registry._poll_due.replace(year=2000)  # status poll due
+    with pytest.raises(WouldBlockError):
+        trust.evaluate(presented, Client(), offline=True)
+
+
+def test_offline_revocation_answers_only_from_a_fresh_crl(
+    database: Database, clock: FixedClock, recorder: EventRecorder, tmp_path: Path
+) -> None:
+    crl = tmp_path / "intermediate.crl.pem"
+    crl.write_bytes(PKI.crl.public_bytes(Encoding.PEM))
+    store = TrustStore(database, clock)
+    policy = RevocationPolicy(crl_url=crl.as_uri())
+    store.add(devpki.pem_bundle([PKI.intermediate, PKI.root]), "dev", revocation=policy)
+    checker = RevocationChecker(database, clock, recorder=recorder)
+    try:
+        validator = Validator(store, clock, revocation=checker, policies=stored_policies(database))
+        registry = DeviceRegistry(database, clock, MappingRules.parse(["cn"]))
+        trust = DeviceTrust(validator, registry, recorder)
+        trust.evaluate(over_tls("good"), Client())
+        assert trust.evaluate(over_tls("good"), Client(), offline=True).verified
+        with pytest.raises(WouldBlockError):  # validated, but its CRL is not held: the
+            trust.evaluate(over_tls("revoked"), Client(), offline=True)  # cold path first
+        trust.evaluate(over_tls("revoked"), Client())
+        decision = trust.evaluate(over_tls("revoked"), Client(), offline=True)
+        assert decision.reason is ReasonCode.REVOKED_CERTIFICATE
+        clock.advance(dt.timedelta(days=8))  # past the CRL's nextUpdate: a download is due
+        with pytest.raises(WouldBlockError):
+            trust.validator.verify((der("good"),), offline=True)
+    finally:
+        checker.close()

@@ -121,3 +121,12 @@ def test_client_address_uses_forwarded_for_only_behind_a_trusted_proxy() -> None
     untrusted = intake()
     presented = untrusted.presented(tcp(), headers)
     assert untrusted.client_address(tcp(), headers, presented) == "127.0.0.1"
+
+
+def test_certificate_headers_are_spotted_in_the_raw_scope() -> None:
+    scope = tcp(
+        "10.1.2.3", headers=[(b"Client-Cert", GOOD_SF.encode()), (b"x-ssl-client-cert", b"")]
+    )
+    got = intake("127.0.0.1/32").presented(scope, {"client-cert": GOOD_SF})
+    assert got.problem is ReasonCode.UNTRUSTED_PROXY_HEADER
+    assert got.ignored_headers == ("client-cert",)  # an empty header is no attempt

@@ -68,6 +68,7 @@ def _http_server(app: Starlette, settings: Settings, *, lifespan: str) -> _Serve
         "lifespan": lifespan,
         "proxy_headers": False,  # intake reads forwarded headers itself, from trusted peers only
         "server_header": False,
+        "access_log": False,  # every decision is in the System Log; the TLS listener has none
         "timeout_keep_alive": settings.keepalive_timeout,
         "limit_concurrency": settings.max_connections,
         "log_level": "info",

@@ -38,6 +38,7 @@ import builtins
 import dataclasses
 import datetime as dt
 import enum
+import functools
 import hashlib
 import itertools
 import json
@@ -55,7 +56,7 @@ from sqlalchemy.orm import Session
 
 from certbound.clock import Clock, format_rfc3339
 from certbound.devices.mapping import MappingRules
-from certbound.errors import CertboundError, ReasonCode
+from certbound.errors import CertboundError, ReasonCode, WouldBlockError
 from certbound.pki.certificate import san_strings, serial_hex
 from certbound.storage.database import Database
 from certbound.storage.models import Device as DeviceRow
@@ -95,20 +96,27 @@ class Device:
     not_after: dt.datetime
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "issuerDn": self.issuer_dn,
-            "serialNumber": self.serial_number,
-            "sha256Thumbprint": self.thumbprint,
-            "subjectDn": self.subject_dn,
-            "sans": list(self.sans),
-            "user": self.user,
-            "mappedBy": self.mapped_by,
-            "status": self.status.value,
-            "firstSeen": format_rfc3339(self.first_seen),
-            "lastSeen": format_rfc3339(self.last_seen),
-            "notAfter": format_rfc3339(self.not_after),
-        }
+        """The device as JSON (events, the echo endpoint); formatted once per device state,
+        since every request of a device asks for it."""
+        return dict(_device_json(self))
+
+
+@functools.lru_cache(maxsize=4096)
+def _device_json(self: Device) -> dict[str, Any]:
+    return {
+        "id": self.id,
+        "issuerDn": self.issuer_dn,
+        "serialNumber": self.serial_number,
+        "sha256Thumbprint": self.thumbprint,
+        "subjectDn": self.subject_dn,
+        "sans": list(self.sans),
+        "user": self.user,
+        "mappedBy": self.mapped_by,
+        "status": self.status.value,
+        "firstSeen": format_rfc3339(self.first_seen),
+        "lastSeen": format_rfc3339(self.last_seen),
+        "notAfter": format_rfc3339(self.not_after),
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,13 +298,17 @@ class DeviceRegistry:
 
     # the mTLS path -----------------------------------------------------------------------
 
-    def observe(self, leaf: x509.Certificate, leaf_der: bytes) -> Device:
-        """The device of a validated leaf certificate, registered now if it is new."""
+    def observe(self, leaf: x509.Certificate, leaf_der: bytes, *, offline: bool = False) -> Device:
+        """The device of a validated leaf certificate, registered now if it is new. With
+        ``offline`` (a caller on the event loop), WouldBlockError when the answer needs the
+        database (a new device, a last_seen write or status poll that is due)."""
         key = hashlib.sha256(leaf_der).hexdigest()
         now = self._clock.now()
         hit = self._cache.get(key)
         if hit is not None and now < hit[1] and now < self._poll_due:
             return hit[0]
+        if offline:
+            raise WouldBlockError("device registry needs the database")
         return self._observe_slow(leaf, key, now)
 
     def _observe_slow(self, leaf: x509.Certificate, key: str, now: dt.datetime) -> Device:

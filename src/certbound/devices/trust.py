@@ -124,9 +124,13 @@ class DeviceTrust:
         self.registry = registry
         self._recorder = recorder
 
-    def evaluate(self, presented: Presented, client: Client) -> TrustDecision:
-        """Judge the request's chain and record the ``device.trust.verify`` event."""
-        result, refusal, device = self._judge(presented)
+    def evaluate(
+        self, presented: Presented, client: Client, *, offline: bool = False
+    ) -> TrustDecision:
+        """Judge the request's chain and record the ``device.trust.verify`` event. With
+        ``offline`` (on the event loop), only from cached answers: WouldBlockError, before
+        anything is recorded, when the decision needs I/O or a cold validation."""
+        result, refusal, device = self._judge(presented, offline)
         context = {"intake": presented.to_dict(), "device": device.to_dict() if device else None}
         event = events.device_verified(
             result,
@@ -164,7 +168,7 @@ class DeviceTrust:
         self._record(event)
 
     def _judge(
-        self, presented: Presented
+        self, presented: Presented, offline: bool = False
     ) -> tuple[ValidationResult, tuple[ReasonCode, str] | None, Device | None]:
         if presented.problem is not None:
             detail = presented.problem_detail or presented.problem.meaning
@@ -173,10 +177,10 @@ class DeviceTrust:
             code = ReasonCode.NO_CLIENT_CERTIFICATE
             detail = "the client presented no certificate"
             return Rejected(code, detail), (code, detail), None
-        result = self.validator.verify(presented.certificates)
+        result = self.validator.verify(presented.certificates, offline=offline)
         if isinstance(result, Rejected):
             return result, (result.reason, result.detail), None
-        device = self.registry.observe(result.chain[0], presented.certificates[0])
+        device = self.registry.observe(result.chain[0], presented.certificates[0], offline=offline)
         refused = _STATUS_REFUSALS.get(device.status)
         if refused is None:
             return result, None, device

@@ -49,8 +49,14 @@ def _peer(scope: Scope) -> tuple[str | None, bool]:
     return ("unix" if unix else None), unix
 
 
-def _present(headers: Headers, names: frozenset[str]) -> tuple[str, ...]:
-    return tuple(sorted(name for name in names if headers.get(name)))
+def _present(scope: Scope, headers: Headers, names: frozenset[str]) -> tuple[str, ...]:
+    """The headers of ``names`` this request carries with a value, sorted. One pass over the
+    scope's raw header names (a lookup per name scans them all, on every request)."""
+    raw = scope.get("headers")
+    if raw is None:
+        return tuple(sorted(name for name in names if headers.get(name)))
+    found = {name.decode("latin-1").lower() for name, value in raw if value} & names
+    return tuple(sorted(found))
 
 
 def _tls_facts(tls: Mapping[str, Any]) -> TlsFacts:
@@ -102,7 +108,7 @@ class Intake:
 
     def _over_tls(self, scope: Scope, headers: Headers, tls: Mapping[str, Any]) -> Presented:
         peer, _ = _peer(scope)
-        ignored = _present(headers, CERTIFICATE_HEADERS)
+        ignored = _present(scope, headers, CERTIFICATE_HEADERS)
         certificates = tuple(tls[chain.CHAIN_DER])
         problem = detail = None
         if ignored and not certificates:
@@ -125,7 +131,7 @@ class Intake:
 
     def _over_http(self, scope: Scope, headers: Headers) -> Presented:
         peer, _ = _peer(scope)
-        sent = _present(headers, CERTIFICATE_HEADERS)
+        sent = _present(scope, headers, CERTIFICATE_HEADERS)
         if not self._trusted(scope):
             return Presented(
                 path=IntakePath.NONE,

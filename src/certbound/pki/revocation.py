@@ -58,7 +58,7 @@ from cryptography.x509 import ocsp as x509_ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID
 
 from certbound.clock import Clock, as_utc, format_rfc3339
-from certbound.errors import ReasonCode
+from certbound.errors import ReasonCode, WouldBlockError
 from certbound.pki import crl, events, ocsp, revocation_fleet, revocation_policy
 from certbound.pki.certificate import UNDECODABLE, extension, serial_hex, sha256_fingerprint
 from certbound.pki.crl import CrlError, CrlIndex
@@ -351,13 +351,18 @@ class RevocationChecker:
         chain: Sequence[x509.Certificate],
         policy: RevocationPolicy,
         at: dt.datetime | None = None,
+        *,
+        offline: bool = False,
     ) -> RevocationResult:
         """The revocation answer for a validated path (leaf first, anchor last): the first
         refusal (CA certificates are checked first), else a fail-open allow if any, else
-        GOOD for the leaf. Never raises; never takes longer than ``policy.timeout``."""
+        GOOD for the leaf. Never raises; never takes longer than ``policy.timeout``. With
+        ``offline``, answers only from what memory holds fresh, else raises WouldBlockError."""
         at = self._clock.now() if at is None else as_utc(at)
         try:
-            result = self._check(chain, policy, at)
+            result = self._check(chain, policy, at, offline)
+        except WouldBlockError:
+            raise
         except Exception as exc:  # a login must get an answer, whatever happened
             log.exception("revocation check failed unexpectedly")
             subject = chain[0].subject.rfc4514_string() if chain else ""
@@ -371,7 +376,11 @@ class RevocationChecker:
         return result
 
     def _check(
-        self, chain: Sequence[x509.Certificate], policy: RevocationPolicy, at: dt.datetime
+        self,
+        chain: Sequence[x509.Certificate],
+        policy: RevocationPolicy,
+        at: dt.datetime,
+        offline: bool = False,
     ) -> RevocationResult:
         if policy.mode is Mode.OFF or len(chain) < 2:
             detail = "revocation checking is off" if policy.mode is Mode.OFF else "no issuer"
@@ -381,7 +390,7 @@ class RevocationChecker:
         allowed: RevocationResult | None = None
         leaf: RevocationResult | None = None
         for link in self._plan_of(chain).links:
-            result = self._check_link(link, policy, at, deadline)
+            result = self._check_link(link, policy, at, deadline, offline)
             if result is None:
                 continue
             if result.denied:
@@ -408,7 +417,12 @@ class RevocationChecker:
         return plan
 
     def _check_link(
-        self, link: _Link, policy: RevocationPolicy, at: dt.datetime, deadline: float
+        self,
+        link: _Link,
+        policy: RevocationPolicy,
+        at: dt.datetime,
+        deadline: float,
+        offline: bool = False,
     ) -> RevocationResult | None:
         """The decided answer for one certificate; None for a CA certificate without any
         source to ask (not checked)."""
@@ -422,6 +436,8 @@ class RevocationChecker:
         crl_urls, ocsp_urls = self._sources(link, policy)
         if not crl_urls and not ocsp_urls:
             return _decide(self._no_source(link, at), policy) if link.is_leaf else None
+        if offline:
+            self._held_in_memory(link, crl_urls, ocsp_urls, policy, at)
         first: RevocationResult | None = None
         if ocsp_urls:
             first = self._by_ocsp(link, ocsp_urls, at, deadline)
@@ -432,6 +448,26 @@ class RevocationChecker:
             detail = f"OCSP: {first.detail}; CRL: {second.detail}"
             second = dataclasses.replace(second, detail=detail)
         return _decide(second, policy)
+
+    def _held_in_memory(
+        self,
+        link: _Link,
+        crl_urls: Sequence[str],
+        ocsp_urls: Sequence[str],
+        policy: RevocationPolicy,
+        at: dt.datetime,
+    ) -> None:
+        """WouldBlockError unless the first source the link is asked holds a fresh answer in
+        memory (a cached OCSP answer, or a CRL before its nextUpdate)."""
+        if ocsp_urls:
+            if self._ocsp_cache.get(link.ocsp_key, at) is not None:
+                return
+            raise WouldBlockError("OCSP answer not cached")
+        entry = self._store.entry(
+            crl_urls[0], link.issuer, link.pin, link.candidates, policy.timeout
+        )
+        if not entry.fresh_at(at):
+            raise WouldBlockError("CRL not held fresh")
 
     @staticmethod
     def _sources(link: _Link, policy: RevocationPolicy) -> tuple[tuple[str, ...], ...]:

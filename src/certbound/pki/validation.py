@@ -40,7 +40,7 @@ from cryptography.x509.verification import (
 )
 
 from certbound.clock import Clock, SystemClock, as_utc, format_rfc3339
-from certbound.errors import CertboundError, ReasonCode
+from certbound.errors import CertboundError, ReasonCode, WouldBlockError
 from certbound.pki import certificate as facts
 from certbound.pki.algorithms import key_problem
 from certbound.pki.anchors import AnchorSource, TrustAnchors
@@ -289,9 +289,12 @@ class Validator:
             self._policy_cache = {}
             return self._anchors
 
-    def anchors(self) -> TrustAnchors:
-        """The trusted set, reloaded when the source's generation moved (polled)."""
+    def anchors(self, *, offline: bool = False) -> TrustAnchors:
+        """The trusted set, reloaded when the source's generation moved (polled; with
+        ``offline`` a poll that is due raises WouldBlockError instead)."""
         if time.monotonic() - self._checked_at >= GENERATION_POLL_SECONDS:
+            if offline:
+                raise WouldBlockError("trust-store generation poll due")
             self._checked_at = time.monotonic()
             if self._store is None or self._source.generation() != self._anchors.generation:
                 return self.refresh()
@@ -318,12 +321,19 @@ class Validator:
 
     # validation --------------------------------------------------------------------
 
-    def verify(self, presented: Sequence[bytes], at: dt.datetime | None = None) -> ValidationResult:
-        """Validate the presented chain (DER, leaf first) at ``at`` (default: the clock's now)."""
+    def verify(
+        self, presented: Sequence[bytes], at: dt.datetime | None = None, *, offline: bool = False
+    ) -> ValidationResult:
+        """Validate the presented chain (DER, leaf first) at ``at`` (default: the clock's now).
+        With ``offline`` (a caller on the event loop), only cached answers: WouldBlockError instead
+        of a cold validation or any database or network I/O (a trust-store poll, a policy
+        read, a CRL download, an OCSP request)."""
         at = as_utc(at) if at is not None else self._clock.now()
-        anchors = self.anchors()
+        anchors = self.anchors(offline=offline)
         key = tuple(presented)
         hit = self._cache.get(key, at, anchors.generation)
+        if hit is None and offline:  # cold validation may take a hostile chain's budget
+            raise WouldBlockError("chain not validated recently")
         if hit is None:
             result, valid_from, valid_until = self._verify_cold(presented, anchors, at)
             owner = None
@@ -333,7 +343,7 @@ class Validator:
             self._cache.put(key, hit)
         if self._revocation is None or not isinstance(hit.result, Verified):
             return hit.result
-        return self._check_revocation(hit.result, hit.owner, at)
+        return self._check_revocation(hit.result, hit.owner, at, offline)
 
     # revocation --------------------------------------------------------------------
 
@@ -351,13 +361,15 @@ class Validator:
         return found
 
     def _check_revocation(
-        self, verified: Verified, owner: str | None, at: dt.datetime
+        self, verified: Verified, owner: str | None, at: dt.datetime, offline: bool = False
     ) -> ValidationResult:
         assert self._revocation is not None
+        if offline and owner not in self._policy_cache:
+            raise WouldBlockError("revocation policy not cached")
         policy = self.policy(owner)
         if policy.mode is Mode.OFF:
             return verified
-        answer = self._revocation.check(verified.chain, policy, at)
+        answer = self._revocation.check(verified.chain, policy, at, offline=offline)
         if not answer.denied:
             return verified.with_revocation(answer)
         assert answer.reason is not None

@@ -9,6 +9,7 @@ PostgreSQL text refuses, replaced) so that no event can be refused by the databa
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -101,8 +102,9 @@ def _object(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     return _EMPTY
 
 
-def columns_of(data: Mapping[str, Any]) -> dict[str, Any]:
-    """The filterable column values of an event, from its JSON object."""
+def columns_of(data: Mapping[str, Any], published: dt.datetime | None = None) -> dict[str, Any]:
+    """The filterable column values of an event, from its JSON object (``published``: its
+    time, when the caller has it, instead of parsing it back)."""
     actor = _object(data, "actor")
     outcome = _object(data, "outcome")
     certificate = _object(_object(data, "deviceTrust"), "certificate")
@@ -123,7 +125,7 @@ def columns_of(data: Mapping[str, Any]) -> dict[str, Any]:
         "display_message": data.get("displayMessage") or "",
     }
     row: dict[str, Any] = {name: _text(value, name) for name, value in raw.items()}
-    row["published"] = parse_rfc3339(data["published"])
+    row["published"] = published or parse_rfc3339(data["published"])
     row["target_ids"] = _target_ids(data.get("target"))
     return row
 
@@ -142,6 +144,6 @@ def event_row(event: Event) -> dict[str, Any]:
         body = canonical_json(data)
     except TypeError:  # a value JSON has no form for (a datetime, bytes...): kept as its str()
         return body_row(json.dumps(data, sort_keys=True, separators=(",", ":"), default=str))
-    row = columns_of(data)
+    row = columns_of(data, event.published)
     row["body"] = body
     return row
