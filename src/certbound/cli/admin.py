@@ -8,8 +8,6 @@ never the secret. An unknown id or an invalid option exits 2.
 from __future__ import annotations
 
 import datetime as dt
-import json
-from typing import Any
 
 import click
 from rich.console import Console
@@ -18,15 +16,12 @@ from rich.text import Text
 
 from certbound.admin.tokens import DEFAULT_ROLE, ApiTokens, TokenInfo, TokenNotFoundError
 from certbound.cli.main import EXIT_USAGE, Context, pass_context
+from certbound.cli.output import print_json
 from certbound.clock import SystemClock, format_rfc3339
 
 
 def _tokens(ctx: Context) -> ApiTokens:
     return ApiTokens(ctx.database(), SystemClock(), recorder=ctx.recorder())
-
-
-def _print_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2))
 
 
 def _when(value: dt.datetime | None) -> str:
@@ -64,7 +59,7 @@ def create(ctx: Context, name: str, role: str, expires_days: int | None, as_json
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
     if as_json:
-        _print_json({"token": secret, **info.to_dict()})
+        print_json({"token": secret, **info.to_dict()})
         return
     console = Console(highlight=False, soft_wrap=True)
     console.print(
@@ -102,7 +97,7 @@ def list_(ctx: Context, as_json: bool) -> None:
     tokens = ApiTokens(ctx.database(), SystemClock()).list()
     now = SystemClock().now()
     if as_json:
-        _print_json({"tokens": [info.to_dict(now) for info in tokens]})
+        print_json({"tokens": [info.to_dict(now) for info in tokens]})
         return
     console = Console(highlight=False)
     if not console.is_terminal:
@@ -125,6 +120,6 @@ def revoke(ctx: Context, token_id: str, as_json: bool) -> None:
         click.echo(f"error: {exc.args[0]}; `certbound admin token list` shows the ids", err=True)
         raise click.exceptions.Exit(EXIT_USAGE) from exc
     if as_json:
-        _print_json({"revoked": info.to_dict()})
+        print_json({"revoked": info.to_dict()})
         return
     click.echo(f"revoked API token {info.id} ({info.name}) at {_when(info.revoked_at)}")

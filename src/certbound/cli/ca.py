@@ -20,15 +20,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 from collections.abc import Callable
-from typing import Any, BinaryIO, NoReturn
+from typing import Any, BinaryIO
 
 import click
 from rich.console import Console
 from rich.text import Text
 
-from certbound.cli.main import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Context, pass_context
+from certbound.cli.main import EXIT_FAILED, EXIT_OK, Context, pass_context
+from certbound.cli.output import fail, make_console, print_json
 from certbound.clock import SystemClock, format_rfc3339
 from certbound.errors import CertboundError
 from certbound.pki import events
@@ -54,34 +54,8 @@ _FIELDS = (
 )
 
 
-def _console(stderr: bool = False) -> Console:
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
-
-
 def _store(ctx: Context) -> TrustStore:
     return TrustStore(ctx.database(), SystemClock(), ctx.settings.ca_expiry_warning_days)
-
-
-def _print_json(data: dict[str, Any]) -> None:
-    click.echo(json.dumps(data, indent=2))
-
-
-def _fail(exc: CertboundError, as_json: bool) -> NoReturn:
-    if as_json:
-        error = {
-            "reason": exc.reason.value,
-            "detail": exc.detail,
-            "fix": exc.reason.fix,
-            "context": exc.context,
-        }
-        _print_json({"error": error})
-    else:
-        err = _console(stderr=True)
-        err.print(
-            Text.assemble(("error ", "bold red"), (exc.reason.value, "bold"), ": ", exc.detail)
-        )
-        err.print(Text.assemble(("fix: ", "bold"), exc.reason.fix))
-    raise click.exceptions.Exit(EXIT_USAGE)
 
 
 def _expiry(info: CertificateInfo, now: dt.datetime, warning_days: int) -> Text:
@@ -297,10 +271,10 @@ def add(
         )
     except CertboundError as exc:
         ctx.recorder().record(events.ca_rejected(exc, filename))
-        _fail(exc, as_json)
+        fail(exc, as_json)
     _record_added(ctx, result, filename, policy)
     if as_json:
-        _print_json({**result.to_dict(), "revocation": policy.to_dict()})
+        print_json({**result.to_dict(), "revocation": policy.to_dict()})
         return
     _print_added(result, policy, ctx.settings.ca_expiry_warning_days)
 
@@ -335,7 +309,7 @@ def _warn_expiring(ctx: Context, cas: list[StoredCA]) -> None:
 
 
 def _print_added(result: UploadResult, policy: RevocationPolicy, warning_days: int) -> None:
-    console = _console()
+    console = make_console()
     console.print(
         Text.assemble(("stored ", "bold green"), f"(trust-store generation {result.generation})")
     )
@@ -361,9 +335,9 @@ def list_(ctx: Context, as_json: bool) -> None:
     cas = store.list()
     _warn_expiring(ctx, cas)
     if as_json:
-        _print_json({"generation": store.generation(), "cas": [c.to_dict() for c in cas]})
+        print_json({"generation": store.generation(), "cas": [c.to_dict() for c in cas]})
         return
-    console = _console()
+    console = make_console()
     if not cas:
         console.print("the trust store is empty; add a CA chain with `certbound ca add FILE`")
     for stored in cas:
@@ -382,11 +356,11 @@ def show(ctx: Context, ca_id: str, as_json: bool) -> None:
         stored = store.get(ca_id)
         policy = store.revocation(ca_id)
     except CertboundError as exc:
-        _fail(exc, as_json)
+        fail(exc, as_json)
     if as_json:
-        _print_json({**stored.to_dict(), "revocation": policy.to_dict()})
+        print_json({**stored.to_dict(), "revocation": policy.to_dict()})
         return
-    console = _console()
+    console = make_console()
     _print_ca(console, stored, ctx.settings.ca_expiry_warning_days)
     _print_revocation(console, policy)
     _print_notices(console, stored)
@@ -409,14 +383,14 @@ def update(ctx: Context, /, ca_id: str, as_json: bool, **revocation: Any) -> Non
         before = store.set_revocation(ca_id, after)
     except CertboundError as exc:
         ctx.recorder().record(_update_failed(exc, ca_id, changes))
-        _fail(exc, as_json)
+        fail(exc, as_json)
     changed = events.changed_settings(before, after)
     ctx.recorder().record(events.ca_updated(stored, before, after))
     if as_json:
         body = {"id": stored.id, "changed": changed, "previous": before.to_dict()}
-        _print_json({**body, "revocation": after.to_dict()})
+        print_json({**body, "revocation": after.to_dict()})
         return
-    console = _console()
+    console = make_console()
     what = ", ".join(changed) if changed else "nothing (the settings were already so)"
     console.print(Text.assemble(("updated ", "bold"), stored.id, f"  {stored.name}: {what}"))
     _print_revocation(console, after)
@@ -438,12 +412,12 @@ def remove(ctx: Context, ca_id: str, as_json: bool) -> None:
         removed = _store(ctx).remove(ca_id)
     except CertboundError as exc:
         ctx.recorder().record(events.ca_remove_failed(exc, ca_id))
-        _fail(exc, as_json)
+        fail(exc, as_json)
     ctx.recorder().record(events.ca_removed(removed))
     if as_json:
-        _print_json({"removed": removed.to_dict()})
+        print_json({"removed": removed.to_dict()})
         return
-    _console().print(Text.assemble(("removed ", "bold"), removed.id, f"  {removed.name}"))
+    make_console().print(Text.assemble(("removed ", "bold"), removed.id, f"  {removed.name}"))
 
 
 @ca.command("health")
@@ -462,10 +436,10 @@ def health(ctx: Context, ca_id: str | None, as_json: bool) -> None:
         cas = [store.get(ca_id)] if ca_id else store.list()
         reports = _probe_all(ctx, store, cas)
     except CertboundError as exc:
-        _fail(exc, as_json)
+        fail(exc, as_json)
     healthy = all(_healthy(report) for report in reports)
     if as_json:
-        _print_json({"healthy": healthy, "cas": reports})
+        print_json({"healthy": healthy, "cas": reports})
     else:
         _print_health(reports)
     raise click.exceptions.Exit(EXIT_OK if healthy else EXIT_FAILED)
@@ -569,7 +543,7 @@ def _print_probes(console: Console, report: dict[str, Any]) -> None:
 
 
 def _print_health(reports: list[dict[str, Any]]) -> None:
-    console = _console()
+    console = make_console()
     if not reports:
         console.print("the trust store is empty; add a CA chain with `certbound ca add FILE`")
     for report in reports:

@@ -11,15 +11,13 @@ deactivated device cannot take ``error DEVICE_DEACTIVATED: ...`` (exit 2).
 
 from __future__ import annotations
 
-import json
-from typing import Any, NoReturn
-
 import click
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from certbound.cli.main import EXIT_USAGE, Context, pass_context
+from certbound.cli.main import Context, pass_context
+from certbound.cli.output import fail, make_console, print_json
 from certbound.clock import SystemClock, format_rfc3339
 from certbound.config import ConfigError
 from certbound.devices import events
@@ -43,35 +41,6 @@ def _registry(ctx: Context) -> DeviceRegistry:
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from exc
     return DeviceRegistry(ctx.database(), SystemClock(), mapping)
-
-
-def _console(stderr: bool = False) -> Console:
-    console = Console(stderr=stderr, highlight=False, soft_wrap=True)
-    if not console.is_terminal:
-        console.width = 200  # never cut ids and times when writing to a file or a pipe
-    return console
-
-
-def _print_json(data: dict[str, Any]) -> None:
-    click.echo(json.dumps(data, indent=2))
-
-
-def _fail(exc: CertboundError, as_json: bool) -> NoReturn:
-    if as_json:
-        error = {
-            "reason": exc.reason.value,
-            "detail": exc.detail,
-            "fix": exc.reason.fix,
-            "context": exc.context,
-        }
-        _print_json({"error": error})
-    else:
-        err = _console(stderr=True)
-        err.print(
-            Text.assemble(("error ", "bold red"), (exc.reason.value, "bold"), ": ", exc.detail)
-        )
-        err.print(Text.assemble(("fix: ", "bold"), exc.reason.fix))
-    raise click.exceptions.Exit(EXIT_USAGE)
 
 
 def _status(device: Device) -> Text:
@@ -141,12 +110,12 @@ def list_(
             status=wanted, user=user, limit=limit, after=after, unmapped=unmapped
         )
     except CertboundError as exc:
-        _fail(exc, as_json)
+        fail(exc, as_json)
     following = devices[-1].id if len(devices) == limit else None
     if as_json:
-        _print_json({"devices": [item.to_dict() for item in devices], "next": following})
+        print_json({"devices": [item.to_dict() for item in devices], "next": following})
         return
-    console = _console()
+    console = make_console(wide_off_terminal=True)
     if not devices:
         console.print("no devices; a device is registered when it first connects over mTLS")
         return
@@ -183,11 +152,11 @@ def show(ctx: Context, ref: str, as_json: bool) -> None:
     try:
         item = _registry(ctx).get(ref)
     except CertboundError as exc:
-        _fail(exc, as_json)
+        fail(exc, as_json)
     if as_json:
-        _print_json(item.to_dict())
+        print_json(item.to_dict())
         return
-    _print_device(_console(), item)
+    _print_device(make_console(wide_off_terminal=True), item)
 
 
 def _record_refused(
@@ -213,12 +182,12 @@ def _change(ctx: Context, ref: str, event_type: EventType, as_json: bool) -> Non
         before, after = change(ref)
     except CertboundError as exc:
         _record_refused(ctx, registry, event_type, ref, exc)
-        _fail(exc, as_json)
+        fail(exc, as_json)
     ctx.recorder().record(build(before, after))
     if as_json:
-        _print_json({"before": before.to_dict(), "after": after.to_dict()})
+        print_json({"before": before.to_dict(), "after": after.to_dict()})
         return
-    console = _console()
+    console = make_console(wide_off_terminal=True)
     if before.status is after.status:
         console.print(Text.assemble(after.id, " is already ", _status(after), "; nothing changed"))
         return
@@ -263,7 +232,7 @@ def deactivate(ctx: Context, ref: str, yes: bool, as_json: bool) -> None:
             ctx.recorder().record(
                 events.lifecycle_refused(EventType.DEVICE_LIFECYCLE_DEACTIVATE, ref, exc)
             )
-            _fail(exc, as_json)
+            fail(exc, as_json)
         click.confirm(
             f"Deactivate {item.id} ({item.subject_dn}, {item.status.value})? This is final",
             abort=True,

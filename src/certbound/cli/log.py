@@ -16,14 +16,15 @@ import json
 import re
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal
 
 import click
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from certbound.cli.main import EXIT_FAILED, EXIT_USAGE, Context, pass_context
+from certbound.cli.main import EXIT_FAILED, Context, pass_context
+from certbound.cli.output import refuse
 from certbound.clock import SystemClock, parse_rfc3339
 from certbound.errors import ReasonCode
 from certbound.syslog.chain import verify_chain
@@ -70,13 +71,6 @@ def _time_option(
         ) from None
 
 
-def _fail(reason: ReasonCode, detail: str) -> NoReturn:
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
-    err.print(Text.assemble(("error ", "bold red"), (reason.value, "bold"), ": ", detail))
-    err.print(Text.assemble(("fix: ", "bold"), reason.fix))
-    raise click.exceptions.Exit(EXIT_USAGE)
-
-
 def _get(event: Mapping[str, Any], *path: str) -> str:
     value: Any = event
     for key in path:
@@ -96,7 +90,7 @@ def row_of(event: Mapping[str, Any]) -> tuple[str, ...]:
     )
 
 
-def _console() -> Console:
+def console() -> Console:
     console = Console(highlight=False)
     if not console.is_terminal:
         console.width = 200  # never fold cells when writing to a file or a pipe
@@ -108,7 +102,7 @@ class _Printer:
 
     def __init__(self, as_json: bool) -> None:
         self._as_json = as_json
-        self._console = _console()
+        self._console = console()
         self._header = True
 
     def print(self, events: Sequence[Mapping[str, Any]]) -> None:
@@ -228,9 +222,9 @@ def log(
         else:
             _run_query(ctx, query, printer)
     except FilterError as exc:
-        _fail(ReasonCode.INVALID_FILTER, f"invalid filter: {exc}")
+        refuse(ReasonCode.INVALID_FILTER, f"invalid filter: {exc}")
     except QueryError as exc:
-        _fail(ReasonCode.INVALID_QUERY, str(exc))
+        refuse(ReasonCode.INVALID_QUERY, str(exc))
     except KeyboardInterrupt:
         return
 
