@@ -57,7 +57,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, ModuleType
@@ -169,7 +169,7 @@ def _stop(process: subprocess.Popen[bytes], wait: float = STOP_WAIT_S) -> None:
 
 
 @contextlib.contextmanager
-def _started(argv: list[str], log: Path, ports: tuple[int, ...]) -> Iterator[int]:
+def started(argv: list[str], log: Path, ports: tuple[int, ...]) -> Iterator[int]:
     """Run ``argv`` (output to ``log``) until the block ends; yield its pid once ``ports``
     accept connections."""
     with log.open("ab") as out:
@@ -182,7 +182,7 @@ def _started(argv: list[str], log: Path, ports: tuple[int, ...]) -> Iterator[int
             _stop(process, 2 * STOP_WAIT_S)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -206,16 +206,16 @@ def _wait_for_port(
 # --- the harness ------------------------------------------------------------------------
 
 
-def _need_tools() -> str | None:
-    """Extend PATH with the sbin directories (nginx) and name the tools still missing."""
+def need_tools(tools: Sequence[str] = ("node", "npm", "nginx", "openssl")) -> str | None:
+    """Extend PATH with the sbin directories (nginx) and name the ``tools`` still missing."""
     path = os.environ.get("PATH", "").split(os.pathsep)
     extra = [d for d in ("/usr/sbin", "/usr/local/sbin", "/sbin") if d not in path]
     os.environ["PATH"] = os.pathsep.join([*path, *extra])
-    missing = [tool for tool in ("node", "npm", "nginx", "openssl") if shutil.which(tool) is None]
+    missing = [tool for tool in tools if shutil.which(tool) is None]
     return ", ".join(missing) or None
 
 
-def _prepare(work: Path) -> None:
+def prepare(work: Path) -> None:
     """The harness's work directory, as its run_all.sh prepares it."""
     (work / "logs").mkdir(parents=True, exist_ok=True)
     node = work / "node"
@@ -235,13 +235,13 @@ def _prepare(work: Path) -> None:
         subprocess.run(npm, cwd=node, check=True, stdout=subprocess.DEVNULL, timeout=600)
 
 
-def _harness(work: Path, *args: str, timeout: float) -> None:
+def harness(work: Path, *args: str, timeout: float) -> None:
     command = [sys.executable, str(SHARED_BENCH / "bench.py"), "--work", str(work)]
     command += ["--here", str(SHARED_BENCH), *args]
     subprocess.run(command, check=True, timeout=timeout)
 
 
-def _harness_module() -> ModuleType:
+def harness_module() -> ModuleType:
     """The harness's bench.py as a module: its /proc sampling (``tree_ticks``)."""
     spec = importlib.util.spec_from_file_location("shared_bench", SHARED_BENCH / "bench.py")
     assert spec is not None and spec.loader is not None
@@ -258,7 +258,7 @@ def _rows(path: Path) -> list[Row]:
 def nginx_rows(work: Path, duration: int, reps: int) -> Rows:
     only = ",".join(NGINX_ROWS.values())
     budget = len(NGINX_ROWS) * reps * (duration + 40) + 60
-    _harness(work, "--only", only, "--duration", str(duration), "--reps", str(reps), timeout=budget)
+    harness(work, "--only", only, "--duration", str(duration), "--reps", str(reps), timeout=budget)
     by_id = {row["id"]: row for row in _rows(work / "results.json")}
     return {mode: by_id[rid] for mode, rid in NGINX_ROWS.items()}
 
@@ -278,11 +278,11 @@ def target_rows(
     harness call (warm-ups included), kept in the row as ``parts_ticks``.
     """
     pki, parts = work / "pki", parts or {}
-    tree_ticks = _harness_module().tree_ticks if parts else None
+    tree_ticks = harness_module().tree_ticks if parts else None
     rows: Rows = {}
     for mode, concurrency in CONCURRENCY.items():
         before = {name: tree_ticks(pid) for name, pid in parts.items()} if tree_ticks else {}
-        _harness(
+        harness(
             work,
             *("--target-url", url, "--server-pid", str(server_pid)),
             *("--cert", str(pki / "ec" / "device-001-chain.pem")),
@@ -300,9 +300,9 @@ def target_rows(
 
 
 def listener_rows(work: Path, duration: int, reps: int) -> Rows:
-    port = _free_port()
+    port = free_port()
     argv = [sys.executable, __file__, "--serve", str(port), "--pki", str(work / "pki")]
-    with _started(argv, work / "logs" / "tls-listener.log", (port,)) as pid:
+    with started(argv, work / "logs" / "tls-listener.log", (port,)) as pid:
         return target_rows(work, f"https://127.0.0.1:{port}/", pid, duration, reps)
 
 
@@ -431,7 +431,7 @@ def tally_events(server: str, root: Path, config: Path, rows: Rows) -> EventTall
 
 def echo_rows(work: Path, duration: int, reps: int) -> tuple[Rows, EventTally]:
     """``certbound serve`` on its built-in TLS listener, the echo URL."""
-    pki, root, port = work / "pki", work / "certbound-tls", _free_port()
+    pki, root, port = work / "pki", work / "certbound-tls", free_port()
     config = write_certbound_config(
         root,
         {
@@ -442,7 +442,7 @@ def echo_rows(work: Path, duration: int, reps: int) -> tuple[Rows, EventTally]:
     )
     trust_device_ca(config, pki)
     argv = [*CERTBOUND, "--config", str(config), "serve"]
-    with _started(argv, root / "serve.log", (port,)) as pid:
+    with started(argv, root / "serve.log", (port,)) as pid:
         print(f"tls_bench: built-in TLS sanity: {check_echo(echo_once(port, pki), 'tls', None)}")
         url = f"https://127.0.0.1:{port}{ECHO_PATH}"
         rows = target_rows(work, url, pid, duration, reps)
@@ -504,7 +504,7 @@ def _group_spec(root: Path, config: Path, pki: Path, ports: tuple[int, int]) -> 
 def proxy_rows(work: Path, duration: int, reps: int) -> tuple[Rows, EventTally]:
     """nginx -> ``certbound serve`` over loopback HTTP, the echo URL through nginx."""
     pki, root = work / "pki", work / "certbound-proxy"
-    port, upstream_port = _free_port(), _free_port()
+    port, upstream_port = free_port(), free_port()
     config = write_certbound_config(
         root,
         {
@@ -517,7 +517,7 @@ def proxy_rows(work: Path, duration: int, reps: int) -> tuple[Rows, EventTally]:
     trust_device_ca(config, pki)
     spec = _group_spec(root, config, pki, (port, upstream_port))
     argv = [sys.executable, __file__, "--group", str(spec)]
-    with _started(argv, work / "logs" / "proxy-group.log", (upstream_port, port)) as pid:
+    with started(argv, work / "logs" / "proxy-group.log", (upstream_port, port)) as pid:
         certbound_pid, nginx_pid = json.loads((root / "pids.json").read_text())
         summary = check_echo(echo_once(port, pki), "proxy", "nginx")
         print(f"tls_bench: proxy-mode sanity: {summary}")
@@ -669,7 +669,7 @@ def report(results: Mapping[str, Rows], tallies: list[EventTally]) -> list[str]:
 # --- main -------------------------------------------------------------------------------
 
 
-def _interrupt(signum: int, _frame: FrameType | None) -> None:
+def interrupt(signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")  # runs every finally: servers stop by pid
 
 
@@ -708,18 +708,18 @@ def main() -> int:
             file=sys.stderr,
         )
         return 2
-    missing = _need_tools()
+    missing = need_tools()
     if missing:
         print(
             f"tls_bench: missing tools: {missing} (see ../shared/bench/README.md)", file=sys.stderr
         )
         return 2
-    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     duration, reps = max(1, min(args.duration, 60)), max(1, args.reps)
     work = args.work or Path(tempfile.mkdtemp(prefix="certbound-tls-bench-"))
     print(f"tls_bench: work dir {work}; {duration} s x {reps} reps per row", flush=True)
     try:
-        _prepare(work)
+        prepare(work)
         missed = measure(work, duration, reps)
     finally:
         if args.work is None and not args.keep:

@@ -58,11 +58,27 @@ class Settings:
     keepalive_timeout: int = 5
     # Connections open at once per listener; beyond it new connections are closed at once.
     max_connections: int = 1000
+    # OAuth: the issuer URL ("": https:// + tls_listen), token lifetimes in seconds, and the
+    # file holding the secret that encrypts signing keys at rest (default data_dir/secret.key).
+    issuer: str = ""
+    access_token_seconds: int = 3600
+    refresh_token_seconds: int = 30 * 24 * 3600
+    secret_key_file: Path | None = None
 
     @property
     def spool_dir(self) -> Path:
         """Where the System Log spools events while the database is unreachable."""
         return self.data_dir / "spool"
+
+    @property
+    def issuer_url(self) -> str:
+        """The OAuth issuer: ``issuer``, else the TLS listener's https URL."""
+        return (self.issuer or f"https://{self.tls_listen or '127.0.0.1:8443'}").rstrip("/")
+
+    @property
+    def secret_key_path(self) -> Path:
+        """The file of the secret that encrypts signing keys at rest."""
+        return self.secret_key_file or self.data_dir / "secret.key"
 
     @property
     def is_sqlite(self) -> bool:
@@ -102,9 +118,11 @@ _INT_KEYS = {
     "request_header_timeout",
     "keepalive_timeout",
     "max_connections",
+    "access_token_seconds",
+    "refresh_token_seconds",
 }
 _LIST_KEYS = {"trusted_proxies", "device_mapping"}
-_PATH_KEYS = {"data_dir", "tls_cert_file", "tls_key_file"}
+_PATH_KEYS = {"data_dir", "tls_cert_file", "tls_key_file", "secret_key_file"}
 _CHOICES = {
     "tls_client_verify": ("accept", "reject"),
     "proxy_header": ("nginx", "haproxy", "envoy", "rfc9440"),

@@ -25,6 +25,7 @@ class Layer(enum.StrEnum):
     IDENTITY = "identity"
     POLICY = "policy"
     TOKEN = "token"
+    DIRECTORY = "directory"
     API = "api"
 
 
@@ -91,6 +92,21 @@ class ReasonCode(enum.StrEnum):
     TOKEN_BINDING_MISSING = "TOKEN_BINDING_MISSING"
     TOKEN_EXPIRED = "TOKEN_EXPIRED"
     TOKEN_REVOKED = "TOKEN_REVOKED"
+    TOKEN_INVALID = "TOKEN_INVALID"
+    CLIENT_AUTHENTICATION_FAILED = "CLIENT_AUTHENTICATION_FAILED"
+    UNSUPPORTED_GRANT_TYPE = "UNSUPPORTED_GRANT_TYPE"
+    GRANT_INVALID = "GRANT_INVALID"
+    PKCE_FAILED = "PKCE_FAILED"
+    SCOPE_NOT_ALLOWED = "SCOPE_NOT_ALLOWED"
+    INVALID_OAUTH_REQUEST = "INVALID_OAUTH_REQUEST"
+    REFRESH_TOKEN_REUSED = "REFRESH_TOKEN_REUSED"
+    USER_NOT_FOUND = "USER_NOT_FOUND"
+    GROUP_NOT_FOUND = "GROUP_NOT_FOUND"
+    APP_NOT_FOUND = "APP_NOT_FOUND"
+    NAME_TAKEN = "NAME_TAKEN"
+    INVALID_CLIENT_METADATA = "INVALID_CLIENT_METADATA"
+    INVALID_USER = "INVALID_USER"
+    USER_AUTHENTICATION_FAILED = "USER_AUTHENTICATION_FAILED"
     # Admin API requests
     AUTHENTICATION_REQUIRED = "AUTHENTICATION_REQUIRED"
     INVALID_TOKEN = "INVALID_TOKEN"
@@ -366,6 +382,93 @@ CATALOGUE: dict[ReasonCode, _Entry] = {
     ),
     ReasonCode.TOKEN_EXPIRED: _Entry(_T, "The token has expired.", "Request a new token."),
     ReasonCode.TOKEN_REVOKED: _Entry(_T, "The token was revoked.", "Request a new token."),
+    ReasonCode.TOKEN_INVALID: _Entry(
+        _T,
+        "The access token is not one this resource accepts: malformed, an algorithm outside "
+        "the allow-list (`none`, HS256), a bad signature, an unknown key, or the wrong issuer "
+        "or audience; the detail says which.",
+        "Get a token from the issuer the resource server trusts, for this resource's audience.",
+    ),
+    ReasonCode.CLIENT_AUTHENTICATION_FAILED: _Entry(
+        _T,
+        "The OAuth client could not be authenticated: unknown client_id, wrong secret, a bad "
+        "private_key_jwt assertion, or a method the client is not registered for.",
+        "Check the client_id and its token_endpoint_auth_method (`certbound app show`); "
+        "send the credentials that method needs.",
+    ),
+    ReasonCode.UNSUPPORTED_GRANT_TYPE: _Entry(
+        _T,
+        "The grant_type is not supported, or not registered for this client.",
+        "Use a grant the client is registered for (`certbound app show`).",
+    ),
+    ReasonCode.GRANT_INVALID: _Entry(
+        _T,
+        "The authorization code or refresh token is unknown, expired, already used, issued "
+        "to another client, or for another redirect_uri.",
+        "Start the authorization again; codes are single-use and short-lived.",
+    ),
+    ReasonCode.PKCE_FAILED: _Entry(
+        _T,
+        "The PKCE code_verifier does not match the code_challenge (S256), or PKCE is missing "
+        "where it is required.",
+        "Send the code_verifier whose S256 hash was the code_challenge of this authorization.",
+    ),
+    ReasonCode.SCOPE_NOT_ALLOWED: _Entry(
+        _T,
+        "A requested scope is not registered for the client.",
+        "Request only the client's registered scopes (`certbound app show`).",
+    ),
+    ReasonCode.INVALID_OAUTH_REQUEST: _Entry(
+        _T,
+        "The OAuth request is malformed: a missing or repeated parameter, a wrong content "
+        "type, an invalid redirect_uri.",
+        "Fix the parameter the detail names (RFC 6749).",
+    ),
+    ReasonCode.REFRESH_TOKEN_REUSED: _Entry(
+        _T,
+        "A refresh token that was already rotated was presented again: the whole token "
+        "family is revoked, since one of the two holders is not the client.",
+        "Sign in again; investigate where the refresh token leaked.",
+    ),
+    ReasonCode.USER_NOT_FOUND: _Entry(
+        Layer.DIRECTORY,
+        "No user with that id or username.",
+        "List users with `certbound user list`.",
+    ),
+    ReasonCode.GROUP_NOT_FOUND: _Entry(
+        Layer.DIRECTORY,
+        "No group with that id or name.",
+        "List groups with `certbound group list`.",
+    ),
+    ReasonCode.APP_NOT_FOUND: _Entry(
+        Layer.DIRECTORY,
+        "No app (OAuth client) with that id or client_id.",
+        "List apps with `certbound app list`.",
+    ),
+    ReasonCode.NAME_TAKEN: _Entry(
+        Layer.DIRECTORY,
+        "A user, group or app with that name or client_id already exists.",
+        "Choose another name, or change the existing one.",
+    ),
+    ReasonCode.INVALID_CLIENT_METADATA: _Entry(
+        Layer.DIRECTORY,
+        "The app's registration metadata is inconsistent or invalid (RFC 7591 / RFC 8705): "
+        "the detail names the field.",
+        "Fix the field the detail names; docs/directory.md lists what each auth method needs.",
+    ),
+    ReasonCode.INVALID_USER: _Entry(
+        Layer.DIRECTORY,
+        "The user's attributes are invalid (an empty or too long username, a malformed email, "
+        "a password shorter than 12 characters).",
+        "Fix the attribute the detail names.",
+    ),
+    ReasonCode.USER_AUTHENTICATION_FAILED: _Entry(
+        Layer.DIRECTORY,
+        "A user's sign-in on the login page was refused: the username or password is wrong, "
+        "the user is not active, or the username is locked out after repeated failures.",
+        "Check the username and password (`certbound user show`, `certbound user "
+        "set-password`); after a lockout wait a minute.",
+    ),
     ReasonCode.AUTHENTICATION_REQUIRED: _Entry(
         Layer.API,
         "An admin API request carried no `Authorization: Bearer` API token.",

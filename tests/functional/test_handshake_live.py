@@ -200,16 +200,20 @@ def test_diagnose_explains_the_event_the_report_names(live: Live) -> None:
 
 
 def test_token_request_against_the_live_server(live: Live) -> None:
-    """Until the server has a token endpoint, the report says so; once it has, the token must
-    be bound to the good device's certificate."""
+    """With a tls_client_auth client registered for the good device, the token the report
+    shows is bound to that device's certificate; another device is refused."""
+    cas = json.loads(live.certbound("ca", "list", "--json").stdout)["cas"]
+    subject = live.pki.devices["good"].cert.subject.rfc4514_string()
+    created = live.certbound(
+        "app", "create", "Quickstart app", "--client-id", "quickstart-app",
+        "--auth-method", "tls_client_auth", "--subject-dn", subject,
+        "--ca-pin-from-store", cas[0]["id"],
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
     exit_code, report = live.handshake("good", "--token")
+    assert exit_code == 0, report
     certbound = _layer(report, "certbound")
-    if certbound["facts"].get("status") == 404:
-        assert exit_code == 1
-        assert certbound["detail"] == (
-            "POST /oauth2/v1/token answered 404: token endpoint not available on this server"
-        )
-    else:
-        assert exit_code == 0, report
-        expected = x5t_s256(der(live.pki.devices["good"].cert))
-        assert certbound["facts"]["x5tS256"] == expected
+    assert certbound["facts"]["x5tS256"] == x5t_s256(der(live.pki.devices["good"].cert))
+    exit_code, report = live.handshake("cn-only", "--token")
+    assert exit_code == 1, report
+    assert _layer(report, "certbound")["reason"] == "CERTIFICATE_NOT_BOUND_TO_CLIENT"

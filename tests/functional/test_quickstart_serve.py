@@ -1,6 +1,7 @@
 """``certbound quickstart`` as the README runs it: set up, then serve; the commands it prints
-work (curl: the good device allowed, the bad ones refused with their reason code), and
-Ctrl-C stops it cleanly."""
+work (curl: the good device allowed, the bad ones refused with their reason code; a
+certificate-bound token for the good device, a refusal for another), and Ctrl-C stops it
+cleanly."""
 
 from __future__ import annotations
 
@@ -37,15 +38,16 @@ EXPECTED = {
 }
 
 
-def _printed_curls(output: str) -> dict[str, list[str]]:
-    """The curl commands quickstart printed, by the device named in the comment above each."""
+def _printed_curls(output: str, path: str) -> dict[str, list[str]]:
+    """The curl commands to ``path`` quickstart printed, by the device named in the comment
+    above each."""
     commands: dict[str, list[str]] = {}
     device = ""
     for line in output.splitlines():
         text = line.strip()
         if text.startswith("# "):
             device = text[2:].split(":", 1)[0]
-        elif text.startswith("curl "):
+        elif text.startswith("curl ") and path in text:
             commands[device] = shlex.split(text)
     return commands
 
@@ -66,12 +68,17 @@ def test_quickstart_serves_and_its_commands_work(tmp_path: Path) -> None:
             assert process.poll() is None, process.communicate()
             assert time.monotonic() < deadline, output
             output += process.stdout.readline()
-        commands = _printed_curls(output)
+        commands = _printed_curls(output, "/api/v1/intake/echo")
         assert set(commands) >= {"good", "expired", "foreign", "revoked"}
         for device, reason in EXPECTED.items():
             body = _until_served(commands[device])
             assert body["reason"] == reason, (device, body)
             assert body["verdict"] == ("ALLOW" if reason is None else "DENY")
+        tokens = _printed_curls(output, "/oauth2/v1/token")
+        granted = _until_served(tokens["good"])
+        assert granted["token_type"] == "Bearer" and granted["access_token"]
+        refused = _until_served(tokens["cn-only"])
+        assert refused["reason"] == "CERTIFICATE_NOT_BOUND_TO_CLIENT"
     finally:
         process.send_signal(signal.SIGINT)
         try:

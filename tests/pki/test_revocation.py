@@ -381,7 +381,7 @@ def test_mode_off_answers_without_asking(
 # --- the background refresher -------------------------------------------------------------
 
 
-def wait_until(condition: Callable[[], bool], seconds: float = 5.0) -> bool:
+def wait_until(condition: Callable[[], bool], seconds: float = 20.0) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if condition():

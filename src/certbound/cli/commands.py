@@ -9,6 +9,7 @@ def register(group: click.Group) -> None:
     """Attach the subcommands; each module owns one command or command group."""
     from certbound.cli import (
         admin,
+        app,
         ca,
         device,
         diagnose,
@@ -16,8 +17,11 @@ def register(group: click.Group) -> None:
         log,
         quickstart,
         serve,
+        token,
+        user,
         verify,
     )
+    from certbound.cli import group as group_command
 
     for command in (
         ca.ca,
@@ -29,5 +33,9 @@ def register(group: click.Group) -> None:
         serve.serve,
         device.device,
         handshake.handshake,
+        token.token,
+        user.user,
+        group_command.group,
+        app.app,
     ):
         group.add_command(command)

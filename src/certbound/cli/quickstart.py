@@ -11,9 +11,15 @@ The demo CA's revocation settings point at the CRL the dev PKI writes
 (``file://D/pki/intermediate.crl.pem``), on which the ``revoked`` device is listed, so it
 is refused with REVOKED_CERTIFICATE.
 
+It also sets up the demo directory: the user ``alice@certbound.test`` (the good device's
+SAN email maps to it), the group ``engineering`` with her in it, and the OAuth client
+``quickstart-app`` (tls_client_auth, registered for the good device's subject DN and pinned by
+key to the demo CA chain), so the good device gets a certificate-bound token from
+``/oauth2/v1/token`` and every other device is refused.
+
 Everything it changes and decides lands in the System Log of its database as one
-transaction: the demo CA's removal (from an earlier run) and upload, and a
-``device.trust.verify`` event per device.
+transaction: the demo CA's removal (from an earlier run) and upload, the directory changes,
+and a ``device.trust.verify`` event per device.
 """
 
 from __future__ import annotations
@@ -31,10 +37,19 @@ from rich.table import Table
 
 from certbound.clock import SystemClock
 from certbound.config import Settings, load_settings
+from certbound.directory import events as directory_events
+from certbound.directory.apps import Apps, AuthMethod, ClientMetadata, ca_pin
+from certbound.directory.groups import Groups
+from certbound.directory.users import Users
 from certbound.errors import CertboundError
 from certbound.pki import events
 from certbound.pki.certificate import der
-from certbound.pki.devpki import QUICKSTART_DEVICES, build_dev_pki, write_dev_pki
+from certbound.pki.devpki import (
+    GOOD_DEVICE_USER,
+    QUICKSTART_DEVICES,
+    build_dev_pki,
+    write_dev_pki,
+)
 from certbound.pki.pem import load_presented_file
 from certbound.pki.revocation import RevocationChecker, stored_policies
 from certbound.pki.revocation_policy import RevocationPolicy
@@ -89,6 +104,44 @@ def _replace_demo_ca(store: TrustStore, pki_dir: Path, log: _Log) -> str:
     event = events.ca_added(added, filename=str(chain))
     log(dataclasses.replace(event, debug_data={**event.debug_data, "revocation": policy.to_dict()}))
     return added.id
+
+
+DEMO_APP = "quickstart-app"
+DEMO_GROUP = "engineering"
+
+
+def _demo_directory(db: Database, pki_dir: Path, log: _Log) -> None:
+    """The demo user, group and OAuth client; created once, the client's CA pins renewed
+    (the demo CA chain is new on every run)."""
+    clock = SystemClock()
+    users, groups, apps = Users(db, clock), Groups(db, clock), Apps(db, clock)
+    try:
+        user = users.get(GOOD_DEVICE_USER)
+    except CertboundError:
+        user = users.create(GOOD_DEVICE_USER, email=GOOD_DEVICE_USER, display_name="Alice")
+        log(directory_events.user_created(user, password_set=False))
+    try:
+        group = groups.get(DEMO_GROUP)
+    except CertboundError:
+        group = groups.create(DEMO_GROUP, "Quickstart demo group")
+        log(directory_events.group_created(group))
+    groups.add_member(group.id, user.id)
+    chain = load_presented_file((pki_dir / "ca-chain.pem").read_bytes())
+    good = load_presented_file((pki_dir / "devices" / "good.pem").read_bytes())[0]
+    metadata = ClientMetadata(
+        token_endpoint_auth_method=AuthMethod.TLS_CLIENT_AUTH,
+        grant_types=("client_credentials",),
+        scope="read write",
+        tls_client_auth_subject_dn=good.subject.rfc4514_string(),
+        tls_client_auth_ca_pins=tuple(ca_pin(cert) for cert in chain),
+    )
+    existing = apps.by_client_id(DEMO_APP)
+    if existing is None:
+        app, _ = apps.create("Quickstart app", metadata, client_id=DEMO_APP)
+        log(directory_events.app_created(app))
+    else:
+        before, after = apps.update(existing.id, metadata)
+        log(directory_events.app_updated(before, after))
 
 
 def _verify_devices(validator: Validator, pki_dir: Path, log: _Log) -> list[dict[str, Any]]:
@@ -180,6 +233,7 @@ def quickstart(ctx: Context, directory: Path, port: int, no_serve: bool, as_json
         log = _Log(recorder)
         store = TrustStore(db, SystemClock(), settings.ca_expiry_warning_days)
         ca_id = _replace_demo_ca(store, pki_dir, log)
+        _demo_directory(db, pki_dir, log)
         rows = _verify_all(db, store, recorder, pki_dir, log)
     except CertboundError as exc:
         click.echo(f"error {exc.reason.value}: {exc.detail}", err=True)
@@ -217,6 +271,22 @@ def _program() -> str:
     return str(started.resolve()) if started.name == "certbound" else "certbound"
 
 
+def token_commands(directory: Path, settings: Settings) -> list[str]:
+    """curl commands for a certificate-bound token (the good device) and a refusal."""
+    pki = directory / "pki"
+    url = f"https://{settings.tls_listen}/oauth2/v1/token"
+    lines = []
+    for name, note in (("good", "a certificate-bound token"), ("cn-only", "refused: "
+                       "CERTIFICATE_NOT_BOUND_TO_CLIENT")):  # fmt: skip
+        device = pki / "devices" / name
+        lines.append(f"# {name}: {note}")
+        lines.append(
+            f"curl --cacert {pki / 'server-ca.pem'} --cert {device}.pem --key {device}.key "
+            f"-d grant_type=client_credentials -d client_id={DEMO_APP} {url}"
+        )
+    return lines
+
+
 def try_commands(directory: Path, settings: Settings) -> list[str]:
     """The curl and ``certbound handshake`` commands for the good and the bad devices."""
     pki = directory / "pki"
@@ -244,6 +314,9 @@ def _serve(directory: Path, settings: Settings, as_json: bool) -> None:
     if not as_json:
         click.echo("\nThe server is starting. In another terminal, try:\n")
         for line in try_commands(directory, settings):
+            click.echo(f"  {line}")
+        click.echo("\nTokens (RFC 8705: bound to the device certificate):\n")
+        for line in token_commands(directory, settings):
             click.echo(f"  {line}")
         cfg = directory / "certbound.toml"
         click.echo(

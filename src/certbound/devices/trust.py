@@ -53,6 +53,7 @@ class TrustDecision:
     detail: str | None
     device: Device | None
     event_id: str
+    device_trust: dict[str, Any] | None = None  # the event's deviceTrust object
 
     @property
     def verified(self) -> bool:
@@ -143,7 +144,9 @@ class DeviceTrust:
         self._record(event)
         reason, detail = refusal or (None, None)
         validated = result if presented.certificates and not presented.problem else None
-        return TrustDecision(presented, validated, reason, detail, device, event.uuid)
+        return TrustDecision(
+            presented, validated, reason, detail, device, event.uuid, event.device_trust
+        )
 
     def judge(self, chain: tuple[bytes, ...]) -> tuple[ReasonCode, str] | None:
         """The TLS listener's reject mode: None to accept ``chain``, else why not."""

@@ -262,3 +262,114 @@ class DeviceState(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     generation: Mapped[int] = mapped_column(_SEQ, nullable=False, default=0)
+
+
+# --- directory (certbound.directory) and OAuth (certbound.oauth) -------------------------
+
+
+class User(Base):
+    """A person who signs in (the authorize flow); ``password_hash`` is argon2id or None."""
+
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    username: Mapped[str] = mapped_column(String(256), nullable=False, unique=True)
+    email: Mapped[str | None] = mapped_column(String(320))
+    display_name: Mapped[str | None] = mapped_column(String(256))
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    password_hash: Mapped[str | None] = mapped_column(Text)
+    created: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    updated: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class Group(Base):
+    """A named set of users (policy conditions refer to groups by id)."""
+
+    __tablename__ = "groups"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(256), nullable=False, unique=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    created: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class GroupMember(Base):
+    __tablename__ = "group_members"
+    __table_args__ = (Index("ix_group_members_user", "user_id"),)
+
+    group_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
+class App(Base):
+    """An OAuth client: its registration metadata as JSON (RFC 7591 / RFC 8705 names), and
+    the hash of its secret for the client_secret_* methods."""
+
+    __tablename__ = "apps"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(256), nullable=False, unique=True)
+    name: Mapped[str] = mapped_column(String(256), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    metadata_json: Mapped[str] = mapped_column(Text, nullable=False)
+    secret_hash: Mapped[str | None] = mapped_column(Text)
+    created: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    updated: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class SigningKey(Base):
+    """A token-signing key: the public JWK, and the private key as encrypted PKCS#8 PEM.
+    Status: ``active`` (signs), ``retiring`` (published, verifies), ``retired``."""
+
+    __tablename__ = "signing_keys"
+
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    alg: Mapped[str] = mapped_column(String(16), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    public_jwk: Mapped[str] = mapped_column(Text, nullable=False)
+    private_pem: Mapped[str] = mapped_column(Text, nullable=False)
+    created: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    retired: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class OAuthGrant(Base):
+    """Authorization codes and refresh tokens, stored by the SHA-256 of their value.
+
+    ``kind``: ``code`` or ``refresh``; ``family`` groups a refresh token with the ones it
+    was rotated from (reuse of a rotated token revokes the family); ``cnf`` is the x5t#S256
+    the grant is bound to; ``data`` holds what the grant carries (scope, redirect URI, PKCE
+    challenge, nonce) as JSON."""
+
+    __tablename__ = "oauth_grants"
+    __table_args__ = (
+        Index("ix_oauth_grants_family", "family"),
+        Index("ix_oauth_grants_expires", "expires_at"),
+    )
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    family: Mapped[str] = mapped_column(String(64), nullable=False)
+    client_id: Mapped[str] = mapped_column(String(256), nullable=False)
+    user_id: Mapped[str | None] = mapped_column(String(40))
+    cnf: Mapped[str | None] = mapped_column(String(64))
+    data: Mapped[str] = mapped_column(Text, nullable=False)
+    created: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class RevokedToken(Base):
+    """An access token revoked before it expired (RFC 7009), by its ``jti``; kept until then."""
+
+    __tablename__ = "revoked_tokens"
+    __table_args__ = (Index("ix_revoked_tokens_expires", "expires_at"),)
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(256), nullable=False)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    revoked_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)

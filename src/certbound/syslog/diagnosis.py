@@ -733,6 +733,31 @@ def _device_status(f: _Facts) -> tuple[list[str], dict[str, Any]]:
     return lines, {"device": dict(device)}
 
 
+def _token_refused(f: _Facts) -> tuple[list[str], dict[str, Any]]:
+    """A refused token request: which client, which step, and for certificate problems the
+    certificate it came with (device codes are explained by the device layer's own words)."""
+    debug = f.debug
+    actor = _obj(f.event, "actor")
+    client = actor.get("alternateId") or debug.get("claimedClientId") or "an unidentified client"
+    lines = [
+        f"The token request of {client} (grant_type {debug.get('grantType') or '?'}) was "
+        f"refused with OAuth error {debug.get('error')}: {debug.get('detail') or 'no detail'}."
+    ]
+    certificate = f.certificate
+    if certificate:
+        lines.append(
+            f"It came with the certificate {certificate.get('subjectDn')!r} issued by "
+            f"{certificate.get('issuerDn')!r} (serial {certificate.get('serialNumber')})."
+        )
+    reason = _obj(f.event, "outcome").get("reason")
+    if reason == ReasonCode.CERTIFICATE_NOT_BOUND_TO_CLIENT.value:
+        lines.append(
+            f"Compare it with the client's registration: certbound app show {client} "
+            "(tls_client_auth_* identity and the pinned CA keys)."
+        )
+    return lines, {"client": client, "oauthError": debug.get("error")}
+
+
 _Explainer = Callable[[_Facts], tuple[list[str], dict[str, Any]]]
 
 _DEVICE: dict[ReasonCode, _Explainer] = {
@@ -766,6 +791,8 @@ def _explainer(event_type: str, result: str | None, reason: ReasonCode | None) -
         return _upload_rejected
     if event_type == EventType.SECURITY_TRUST_CA_REMOVE.value:
         return lambda f: _ca_missing(f, "removed")
+    if event_type == EventType.APP_OAUTH2_TOKEN_GRANT.value:
+        return _token_refused
     return _DEVICE.get(reason, _culprit_detail)
 
 

@@ -36,6 +36,23 @@ class EventType(enum.StrEnum):
     DEVICE_LIFECYCLE_SUSPEND = "device.lifecycle.suspend"
     DEVICE_LIFECYCLE_UNSUSPEND = "device.lifecycle.unsuspend"
     DEVICE_LIFECYCLE_DEACTIVATE = "device.lifecycle.deactivate"
+    USER_LIFECYCLE_CREATE = "user.lifecycle.create"
+    USER_LIFECYCLE_UPDATE = "user.lifecycle.update"
+    USER_LIFECYCLE_SUSPEND = "user.lifecycle.suspend"
+    USER_LIFECYCLE_ACTIVATE = "user.lifecycle.activate"
+    USER_LIFECYCLE_DELETE = "user.lifecycle.delete"
+    USER_ACCOUNT_UPDATE_PASSWORD = "user.account.update_password"
+    GROUP_LIFECYCLE_CREATE = "group.lifecycle.create"
+    GROUP_LIFECYCLE_DELETE = "group.lifecycle.delete"
+    GROUP_USER_MEMBERSHIP_ADD = "group.user_membership.add"
+    GROUP_USER_MEMBERSHIP_REMOVE = "group.user_membership.remove"
+    APPLICATION_LIFECYCLE_CREATE = "application.lifecycle.create"
+    APPLICATION_LIFECYCLE_UPDATE = "application.lifecycle.update"
+    APPLICATION_LIFECYCLE_DELETE = "application.lifecycle.delete"
+    APPLICATION_CLIENT_SECRET_ROTATE = "application.client.secret_rotate"
+    APP_OAUTH2_TOKEN_GRANT = "app.oauth2.token.grant"
+    APP_OAUTH2_TOKEN_REVOKE = "app.oauth2.token.revoke"
+    USER_AUTHENTICATION_VERIFY = "user.authentication.verify"
 
 
 class Severity(enum.StrEnum):

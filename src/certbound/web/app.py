@@ -6,7 +6,11 @@
 - ``GET /readyz``: 200 ``{"status": "ready"}`` when the database answers, else 503;
 - ``GET /api/v1/logs``: the System Log (:mod:`certbound.web.logs`), bearer API token required;
 - ``GET /api/v1/intake/echo``: what Certbound saw of the request's device
-  (:mod:`certbound.web.intake`).
+  (:mod:`certbound.web.intake`);
+- OAuth: ``POST /oauth2/v1/token``, ``/introspect``, ``/revoke`` (:mod:`certbound.web.oauth`),
+  ``GET``/``POST /oauth2/v1/authorize`` (the login page: :mod:`certbound.web.authorize`),
+  ``GET /oauth2/v1/keys`` and the RFC 8414 / OpenID discovery documents
+  (:mod:`certbound.web.discovery`).
 
 The app owns, for its lifetime: one :class:`~certbound.syslog.recorder.EventRecorder` (the
 lifespan closes it, flushing queued events); the device-trust engine (validator, revocation
@@ -36,16 +40,23 @@ from certbound.config import Settings
 from certbound.devices.mapping import MappingRules
 from certbound.devices.registry import DeviceRegistry
 from certbound.devices.trust import DeviceTrust
+from certbound.directory.apps import Apps
 from certbound.intake.proxies import TrustedProxies
 from certbound.intake.resolve import Intake
+from certbound.oauth.client_auth import ClientAuthenticator
+from certbound.oauth.keys import SigningKeys, load_secret
+from certbound.oauth.rfc7009 import Revocations
+from certbound.oauth.token_endpoint import TokenEndpoint, TokenSettings
 from certbound.pki.revocation import RevocationChecker, stored_policies
 from certbound.pki.truststore import TrustStore
 from certbound.pki.validation import Validator
 from certbound.storage.database import Database
 from certbound.syslog.recorder import EventRecorder
 from certbound.syslog.retention import RetentionJob
-from certbound.web import intake, logs
+from certbound.web import authorize, discovery, intake, logs, oauth
 from certbound.web.problem import EXCEPTION_HANDLERS, problem
+
+OAUTH_PATHS = ("/oauth2/v1/token", "/oauth2/v1/introspect", "/oauth2/v1/revoke")
 
 
 def healthz(_request: Request) -> Response:
@@ -96,6 +107,7 @@ def create_app(
     Raises :class:`certbound.config.ConfigError` for unusable intake or mapping settings."""
     request_intake = Intake(TrustedProxies.parse(settings.trusted_proxies), settings.proxy_header)
     mapping = MappingRules.parse(settings.device_mapping)
+    secret = load_secret(settings.secret_key_path)
     owns_database = database is None
     if database is None:
         database = Database(settings.database_url)
@@ -113,6 +125,14 @@ def create_app(
         )
         checker = RevocationChecker(db, clock, recorder=recorder)
         app.state.recorder = recorder
+        app.state.token_endpoint = TokenEndpoint(
+            app.state.client_authenticator,
+            app.state.signing_keys,
+            recorder,
+            clock,
+            TokenSettings(settings.issuer_url, settings.access_token_seconds),
+            user_grants=app.state.user_grants,
+        )
         app.state.device_trust = device_trust(
             settings, db, clock=clock, recorder=recorder, checker=checker, mapping=mapping
         )
@@ -134,6 +154,9 @@ def create_app(
             Route("/readyz", readyz, methods=["GET"]),
             *logs.ROUTES,
             *intake.ROUTES,
+            *discovery.ROUTES,
+            *oauth.ROUTES,
+            *authorize.ROUTES,
         ],
         exception_handlers=dict(EXCEPTION_HANDLERS),
         lifespan=lifespan,
@@ -143,4 +166,16 @@ def create_app(
     app.state.clock = clock
     app.state.tokens = ApiTokens(db, clock)
     app.state.intake = request_intake
+    app.state.signing_keys = SigningKeys(db, clock, secret)
+    app.state.revocations = Revocations(db, clock)
+    issuer = settings.issuer_url
+    app.state.apps = Apps(db, clock)
+    app.state.user_grants = authorize.install(
+        app.state, db, clock, secret, settings.refresh_token_seconds
+    )
+    app.state.client_authenticator = ClientAuthenticator(
+        app.state.apps,
+        token_endpoint_urls=[issuer, *(issuer + path for path in OAUTH_PATHS)],
+        clock=clock,
+    )
     return app
