@@ -100,6 +100,8 @@ class ReasonCode(enum.StrEnum):
     SCOPE_NOT_ALLOWED = "SCOPE_NOT_ALLOWED"
     INVALID_OAUTH_REQUEST = "INVALID_OAUTH_REQUEST"
     REFRESH_TOKEN_REUSED = "REFRESH_TOKEN_REUSED"
+    SIGNING_KEY_NOT_FOUND = "SIGNING_KEY_NOT_FOUND"
+    SIGNING_KEY_ACTIVE = "SIGNING_KEY_ACTIVE"
     USER_NOT_FOUND = "USER_NOT_FOUND"
     GROUP_NOT_FOUND = "GROUP_NOT_FOUND"
     APP_NOT_FOUND = "APP_NOT_FOUND"
@@ -429,6 +431,15 @@ CATALOGUE: dict[ReasonCode, _Entry] = {
         "A refresh token that was already rotated was presented again: the whole token "
         "family is revoked, since one of the two holders is not the client.",
         "Sign in again; investigate where the refresh token leaked.",
+    ),
+    ReasonCode.SIGNING_KEY_NOT_FOUND: _Entry(
+        _T, "No signing key with that kid.", "List the keys with `certbound key list`."
+    ),
+    ReasonCode.SIGNING_KEY_ACTIVE: _Entry(
+        _T,
+        "The key is the active signing key and cannot be retired.",
+        "Rotate first (`certbound key rotate`), then retire the old key once the tokens it "
+        "signed have expired.",
     ),
     ReasonCode.USER_NOT_FOUND: _Entry(
         Layer.DIRECTORY,

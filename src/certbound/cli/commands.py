@@ -14,6 +14,7 @@ def register(group: click.Group) -> None:
         device,
         diagnose,
         handshake,
+        key,
         log,
         quickstart,
         serve,
@@ -37,5 +38,6 @@ def register(group: click.Group) -> None:
         user.user,
         group_command.group,
         app.app,
+        key.key,
     ):
         group.add_command(command)

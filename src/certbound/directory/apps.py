@@ -42,7 +42,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from certbound.clock import Clock, format_rfc3339
-from certbound.errors import CertboundError, ReasonCode
+from certbound.errors import CertboundError, ReasonCode, WouldBlockError
 from certbound.storage.database import Database
 from certbound.storage.models import App as AppRow
 
@@ -528,13 +528,15 @@ class Apps:
 
     # the token endpoint's path ---------------------------------------------------------------
 
-    def _entry(self, client_id: str) -> _Entry:
+    def _entry(self, client_id: str, offline: bool = False) -> _Entry:
         now = self._clock.now()
         if self._seen != _generation[0]:
             self._cache, self._seen = {}, _generation[0]
         hit = self._cache.get(client_id)
         if hit is not None and now < hit[2]:
             return hit
+        if offline:
+            raise WouldBlockError("app not cached")
         with self._db.session() as session:
             row = session.scalars(select(AppRow).where(AppRow.client_id == client_id)).first()
             entry: _Entry = (
@@ -548,13 +550,14 @@ class Apps:
             self._cache[client_id] = entry
         return entry
 
-    def by_client_id(self, client_id: str) -> App | None:
+    def by_client_id(self, client_id: str, *, offline: bool = False) -> App | None:
         """The app with this client_id (any status), None when there is none; from memory
-        for ``cache_ttl`` seconds after it was read. A client_id no app can have (control
-        characters, NUL, longer than the column) is None without asking the database."""
+        for ``cache_ttl`` seconds after it was read (``offline``: WouldBlockError instead of
+        reading the database). A client_id no app can have (control characters, NUL, longer
+        than the column) is None without asking the database."""
         if not storable(client_id):
             return None
-        return self._entry(client_id)[0]
+        return self._entry(client_id, offline)[0]
 
     def verify_secret(self, app: App, secret: str) -> bool:
         """Whether ``secret`` is the app's current secret (constant-time comparison)."""

@@ -31,7 +31,7 @@ from cryptography import x509
 
 from certbound.clock import Clock
 from certbound.directory.apps import App, Apps, AppStatus, AuthMethod
-from certbound.errors import ReasonCode
+from certbound.errors import ReasonCode, WouldBlockError
 from certbound.oauth import rfc8705
 from certbound.oauth.errors import OAuthError, invalid_client, invalid_request
 from certbound.oauth.rfc7523 import (
@@ -99,13 +99,17 @@ class ClientAuthenticator:
         self._clock = clock
         self._replay = replay if replay is not None else AssertionReplay()
 
-    def authenticate(self, request: ClientRequest) -> AuthenticatedClient:
-        """The authenticated client, or OAuthError."""
+    def authenticate(self, request: ClientRequest, *, offline: bool = False) -> AuthenticatedClient:
+        """The authenticated client, or OAuthError. With ``offline`` (on the event loop):
+        only a cached client of a certificate method, else WouldBlockError before anything
+        is checked or remembered."""
         credentials = credentials_of(request)
-        app = self._apps.by_client_id(credentials.client_id)
+        app = self._apps.by_client_id(credentials.client_id, offline=offline)
         if app is None:
             raise invalid_client(_FAILED, FAILED, basic=credentials.basic)
         method = app.metadata.token_endpoint_auth_method
+        if offline and method not in _CERTIFICATE_METHODS:
+            raise WouldBlockError("client authentication by secret or assertion")
         _check_method(app, method, credentials)
         if method in _CERTIFICATE_METHODS:
             binding: str | None = _certificate(app, method, request)

@@ -26,8 +26,9 @@ from cryptography.hazmat.primitives import serialization
 from joserfc.jwk import ECKey, KeySet, RSAKey
 from sqlalchemy import select, update
 
-from certbound.clock import Clock
+from certbound.clock import Clock, format_rfc3339
 from certbound.config import ConfigError
+from certbound.errors import WouldBlockError
 from certbound.storage.database import Database
 from certbound.storage.models import SigningKey as SigningKeyRow
 
@@ -160,9 +161,12 @@ class SigningKeys:
         self._snapshot: _Snapshot | None = None
         self._private: dict[str, SigningKey] = {}
 
-    def signing_key(self) -> SigningKey:
-        """The active key (an ES256 one is created when there is none)."""
-        row = self._current().active()
+    def signing_key(self, *, offline: bool = False) -> SigningKey:
+        """The active key (an ES256 one is created when there is none). With ``offline``
+        (on the event loop): only the cached, decrypted key, else WouldBlockError."""
+        row = self._current(offline).active()
+        if offline and (row is None or row.kid not in self._private):
+            raise WouldBlockError("signing key not loaded")
         if row is None:
             self._create_first()
             row = self._current().active()
@@ -208,16 +212,35 @@ class SigningKeys:
                 row.retired = self._clock.now()
         self.invalidate()
 
+    def describe(self) -> list[dict[str, Any]]:
+        """Every key, newest first: kid, alg, status, created, retired (no key material)."""
+        with self._db.session() as session:
+            rows = session.scalars(
+                select(SigningKeyRow).order_by(SigningKeyRow.created.desc(), SigningKeyRow.kid)
+            ).all()
+            return [
+                {
+                    "kid": row.kid,
+                    "alg": row.alg,
+                    "status": row.status,
+                    "created": format_rfc3339(row.created),
+                    "retired": format_rfc3339(row.retired) if row.retired else None,
+                }
+                for row in rows
+            ]
+
     def invalidate(self) -> None:
         """Forget the cached key list (the next call reads the database)."""
         with self._lock:
             self._snapshot = None
 
-    def _current(self) -> _Snapshot:
+    def _current(self, offline: bool = False) -> _Snapshot:
         now = self._clock.now()
         snap = self._snapshot
         if snap is not None and now - snap.loaded < self._cache and now >= snap.loaded:
             return snap
+        if offline:
+            raise WouldBlockError("signing keys not cached")
         with self._lock:
             with self._db.session() as session:
                 rows = session.scalars(

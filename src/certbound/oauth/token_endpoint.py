@@ -35,7 +35,7 @@ from typing import Any
 
 from certbound.clock import Clock
 from certbound.directory.users import Users, UserStatus
-from certbound.errors import CertboundError, ReasonCode
+from certbound.errors import CertboundError, ReasonCode, WouldBlockError
 from certbound.oauth import events
 from certbound.oauth.authorization_code import OPENID, AuthorizationCodes
 from certbound.oauth.client_auth import AuthenticatedClient, ClientAuthenticator, ClientRequest
@@ -119,15 +119,27 @@ class TokenEndpoint:
         self._supported = SUPPORTED_GRANTS if user_grants is not None else CLIENT_GRANTS
 
     def handle(
-        self, request: ClientRequest, client: Client, device: Mapping[str, Any] | None
+        self,
+        request: ClientRequest,
+        client: Client,
+        device: Mapping[str, Any] | None,
+        *,
+        offline: bool = False,
     ) -> TokenResponse:
         """Run the steps; OAuthError on a refusal. Either way one event is recorded
-        (``device``: the request's ``deviceTrust`` object, or None without mTLS)."""
+        (``device``: the request's ``deviceTrust`` object, or None without mTLS). With
+        ``offline`` (on the event loop): only a client_credentials grant of a cached
+        certificate-authenticated client with the signing key at hand, else WouldBlockError
+        before any step ran or anything was recorded."""
         grant_type = request.form.get("grant_type", "")
         authenticated: AuthenticatedClient | None = None
+        if offline:
+            if grant_type != "client_credentials":
+                raise WouldBlockError("this grant reads the database")
+            self._keys.signing_key(offline=True)
         try:
             check_grant_type(grant_type, self._supported)
-            authenticated = self._authenticator.authenticate(request)
+            authenticated = self._authenticator.authenticate(request, offline=offline)
             check_grant_allowed(authenticated, grant_type)
             response = self._grant(grant_type, authenticated, request)
         except OAuthError as error:

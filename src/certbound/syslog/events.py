@@ -52,6 +52,8 @@ class EventType(enum.StrEnum):
     APPLICATION_CLIENT_SECRET_ROTATE = "application.client.secret_rotate"
     APP_OAUTH2_TOKEN_GRANT = "app.oauth2.token.grant"
     APP_OAUTH2_TOKEN_REVOKE = "app.oauth2.token.revoke"
+    SECURITY_SIGNING_KEY_ROTATE = "security.signing_key.rotate"
+    SECURITY_SIGNING_KEY_RETIRE = "security.signing_key.retire"
     USER_AUTHENTICATION_VERIFY = "user.authentication.verify"
 
 
