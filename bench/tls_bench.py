@@ -429,9 +429,11 @@ def tally_events(server: str, root: Path, config: Path, rows: Rows) -> EventTall
     return EventTally(server, outcomes, measured, recent)
 
 
-def echo_rows(work: Path, duration: int, reps: int) -> tuple[Rows, EventTally]:
-    """``certbound serve`` on its built-in TLS listener, the echo URL."""
-    pki, root, port = work / "pki", work / "certbound-tls", free_port()
+def tls_server_config(work: Path, name: str) -> tuple[Path, Path, int]:
+    """A ``certbound serve`` config in ``work/name`` for the built-in TLS listener on a free
+    port, with the harness's server certificate and its device CA trusted:
+    (config, root, port)."""
+    pki, root, port = work / "pki", work / name, free_port()
     config = write_certbound_config(
         root,
         {
@@ -441,6 +443,13 @@ def echo_rows(work: Path, duration: int, reps: int) -> tuple[Rows, EventTally]:
         },
     )
     trust_device_ca(config, pki)
+    return config, root, port
+
+
+def echo_rows(work: Path, duration: int, reps: int) -> tuple[Rows, EventTally]:
+    """``certbound serve`` on its built-in TLS listener, the echo URL."""
+    pki = work / "pki"
+    config, root, port = tls_server_config(work, "certbound-tls")
     argv = [*CERTBOUND, "--config", str(config), "serve"]
     with started(argv, root / "serve.log", (port,)) as pid:
         print(f"tls_bench: built-in TLS sanity: {check_echo(echo_once(port, pki), 'tls', None)}")

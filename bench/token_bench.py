@@ -80,8 +80,7 @@ from tls_bench import (
     need_tools,
     prepare,
     started,
-    trust_device_ca,
-    write_certbound_config,
+    tls_server_config,
 )
 
 CONCURRENCY = 32  # what the harness's C-*-c32 rows use
@@ -360,16 +359,8 @@ def certbound_rows(work: Path, bench: ModuleType, load: Load) -> tuple[Rows, Iss
     the config (its database holds the events)."""
     from certbound.storage.database import Database
 
-    pki, root, port = work / "pki", work / "certbound-token", free_port()
-    config = write_certbound_config(
-        root,
-        {
-            "tls_listen": f"127.0.0.1:{port}",
-            "tls_cert_file": str(pki / "server.pem"),
-            "tls_key_file": str(pki / "server.key"),
-        },
-    )
-    trust_device_ca(config, pki)
+    pki = work / "pki"
+    config, root, port = tls_server_config(work, "certbound-token")
     register_client(config)
     database = Database(f"sqlite:///{root / 'certbound.db'}")
     argv = [*CERTBOUND, "--config", str(config), "serve"]
