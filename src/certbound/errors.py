@@ -87,6 +87,11 @@ class ReasonCode(enum.StrEnum):
     # Policy
     POLICY_NOT_MATCHED = "POLICY_NOT_MATCHED"
     POLICY_DENIED = "POLICY_DENIED"
+    POLICY_INVALID = "POLICY_INVALID"
+    POLICY_NOT_FOUND = "POLICY_NOT_FOUND"
+    RULE_NOT_FOUND = "RULE_NOT_FOUND"
+    ZONE_NOT_FOUND = "ZONE_NOT_FOUND"
+    CATCH_ALL_RULE_FIXED = "CATCH_ALL_RULE_FIXED"
     # Tokens
     TOKEN_BINDING_MISMATCH = "TOKEN_BINDING_MISMATCH"
     TOKEN_BINDING_MISSING = "TOKEN_BINDING_MISSING"
@@ -114,6 +119,11 @@ class ReasonCode(enum.StrEnum):
     INVALID_TOKEN = "INVALID_TOKEN"
     INVALID_FILTER = "INVALID_FILTER"
     INVALID_QUERY = "INVALID_QUERY"
+    FORBIDDEN_ROLE = "FORBIDDEN_ROLE"
+    INVALID_REQUEST_BODY = "INVALID_REQUEST_BODY"
+    ADMIN_NOT_FOUND = "ADMIN_NOT_FOUND"
+    TOKEN_NOT_FOUND = "TOKEN_NOT_FOUND"
+    LAST_SUPER_ADMIN = "LAST_SUPER_ADMIN"
 
     @property
     def layer(self) -> Layer:
@@ -372,6 +382,29 @@ CATALOGUE: dict[ReasonCode, _Entry] = {
     ReasonCode.POLICY_DENIED: _Entry(
         _P, "A DENY rule matched.", "Check which rule matched in policyEvaluationDetail."
     ),
+    ReasonCode.POLICY_INVALID: _Entry(
+        _P,
+        "A policy, rule or network zone definition is invalid: the detail names the field "
+        "(an unknown condition, a malformed CIDR, pattern, OID or time window).",
+        "Fix the field the detail names; docs/policies.md lists every condition.",
+    ),
+    ReasonCode.POLICY_NOT_FOUND: _Entry(
+        _P, "No sign-on policy with that id or name.", "List policies with `certbound policy list`."
+    ),
+    ReasonCode.RULE_NOT_FOUND: _Entry(
+        _P,
+        "No rule with that id or name in the policy.",
+        "Show the policy's rules with `certbound policy show POLICY`.",
+    ),
+    ReasonCode.ZONE_NOT_FOUND: _Entry(
+        _P, "No network zone with that id or name.", "List zones with `certbound zone list`."
+    ),
+    ReasonCode.CATCH_ALL_RULE_FIXED: _Entry(
+        _P,
+        "The catch-all rule stays at the bottom of its policy: it can be edited (its action) "
+        "but not moved, deleted or given conditions.",
+        "Change the catch-all's action, or add a rule above it.",
+    ),
     ReasonCode.TOKEN_BINDING_MISMATCH: _Entry(
         _T,
         "The token is bound to a different certificate than the one presented.",
@@ -502,10 +535,39 @@ CATALOGUE: dict[ReasonCode, _Entry] = {
     ),
     ReasonCode.INVALID_QUERY: _Entry(
         Layer.API,
-        "A System Log query parameter is invalid (limit outside 1..1000, a malformed "
-        "since/until/after, since after until, an unknown parameter).",
+        "A query parameter is invalid: a limit out of range (1..1000 for the System Log, "
+        "1..200 for the admin lists), a malformed since/until/after, since after until, an "
+        "unknown or repeated parameter.",
         "Correct the parameter the detail names; use RFC 3339 times and pass `after` "
         "only as copied from a Link header.",
+    ),
+    ReasonCode.FORBIDDEN_ROLE: _Entry(
+        Layer.API,
+        "The admin API token's role does not allow this route (docs/roles.md has the "
+        "permission matrix).",
+        "Use a token of an admin whose role allows it, or ask a SUPER_ADMIN to change the role.",
+    ),
+    ReasonCode.INVALID_REQUEST_BODY: _Entry(
+        Layer.API,
+        "The request body is unusable: invalid JSON, an unknown or mistyped field, a wrong "
+        "content type, or larger than the limit.",
+        "Send the JSON the route documents in docs/api.md (or the PEM it accepts), with the "
+        "content type it expects.",
+    ),
+    ReasonCode.ADMIN_NOT_FOUND: _Entry(
+        Layer.API,
+        "No admin with that id or username.",
+        "List admins with `certbound admin list`.",
+    ),
+    ReasonCode.TOKEN_NOT_FOUND: _Entry(
+        Layer.API,
+        "No admin API token with that id.",
+        "List tokens with `certbound admin token list` (or GET /api/v1/tokens).",
+    ),
+    ReasonCode.LAST_SUPER_ADMIN: _Entry(
+        Layer.API,
+        "The change would leave no active SUPER_ADMIN: nobody could manage admins any more.",
+        "Make another admin SUPER_ADMIN first, then demote or deactivate this one.",
     ),
 }
 

@@ -8,6 +8,8 @@ import hashlib
 import pytest
 from sqlalchemy import select
 
+from certbound.admin.admins import Admins
+from certbound.admin.roles import Role
 from certbound.admin.tokens import (
     LAST_USED_GRANULARITY,
     ApiTokens,
@@ -17,7 +19,7 @@ from certbound.admin.tokens import (
     split_token,
 )
 from certbound.clock import FixedClock
-from certbound.errors import ReasonCode
+from certbound.errors import CertboundError, ReasonCode
 from certbound.storage.database import Database
 from certbound.storage.models import ApiToken
 from certbound.syslog.events import CLI_ACTOR, Event, EventType, Result
@@ -203,3 +205,72 @@ def test_to_dict_has_no_secret(tokens: ApiTokens, clock: FixedClock) -> None:
     data = info.to_dict(clock.now())
     assert data["status"] == "active" and data["id"] == info.id
     assert split_token(token)[1] not in str(data)
+
+
+# --- tokens of admins: roles within the admin's, deactivation, certificate binding ----------
+
+
+@pytest.fixture
+def admins(database: Database, clock: FixedClock) -> Admins:
+    return Admins(database, clock)
+
+
+def test_a_token_belongs_to_its_admin_within_its_role(tokens: ApiTokens, admins: Admins) -> None:
+    org = admins.create("org", Role.ORG_ADMIN)
+    token, info = tokens.create("laptop", "HELP_DESK_ADMIN", admin="org")
+    assert info.admin_id == org.id and info.to_dict()["adminId"] == org.id
+    bearer = tokens.bearer(token)
+    assert bearer.admin == org and bearer.role is Role.HELP_DESK_ADMIN
+    with pytest.raises(CertboundError) as above:
+        tokens.create("x", "SUPER_ADMIN", admin=org.id)
+    assert above.value.reason is ReasonCode.FORBIDDEN_ROLE
+    with pytest.raises(CertboundError) as unknown:
+        tokens.create("x", "READ_ONLY_ADMIN", admin="nobody")
+    assert unknown.value.reason is ReasonCode.ADMIN_NOT_FOUND
+    assert [t.id for t in tokens.list(admin_id=org.id)] == [info.id]
+
+
+def test_a_deactivated_or_demoted_admins_token_is_refused(
+    tokens: ApiTokens, admins: Admins
+) -> None:
+    admins.create("org", Role.ORG_ADMIN)
+    token, _ = tokens.create("laptop", "ORG_ADMIN", admin="org")
+    low, _ = tokens.create("reader", "READ_ONLY_ADMIN", admin="org")
+    admins.set_role("org", Role.APP_ADMIN)
+    with pytest.raises(AuthError, match="above its admin's"):
+        tokens.authenticate(token)
+    assert tokens.authenticate(low).role == "READ_ONLY_ADMIN"
+    admins.deactivate("org")
+    with pytest.raises(AuthError, match="revoked"):
+        tokens.authenticate(low)
+    with pytest.raises(CertboundError) as gone:
+        tokens.create("again", "READ_ONLY_ADMIN", admin="org")
+    assert gone.value.reason is ReasonCode.INVALID_REQUEST_BODY
+
+
+def test_a_bound_token_needs_its_certificate(tokens: ApiTokens, admins: Admins) -> None:
+    admins.create("ops", Role.HELP_DESK_ADMIN)
+    thumbprint = hashlib.sha256(b"device certificate").hexdigest()
+    colons = ":".join(thumbprint[i : i + 2] for i in range(0, 64, 2)).upper()
+    token, info = tokens.create("bound", "HELP_DESK_ADMIN", admin="ops", cert_sha256=colons)
+    assert info.cert_sha256 == thumbprint
+    assert tokens.authenticate(token, presented_sha256=thumbprint).id == info.id
+    with pytest.raises(AuthError, match="presented no client certificate") as none:
+        tokens.authenticate(token)
+    assert none.value.reason is ReasonCode.INVALID_TOKEN
+    with pytest.raises(AuthError, match="presented another certificate"):
+        tokens.authenticate(token, presented_sha256="0" * 64)
+    with pytest.raises(ValueError, match="SHA-256"):
+        tokens.create("bad", "HELP_DESK_ADMIN", admin="ops", cert_sha256="abc")
+
+
+def test_a_token_with_a_role_that_is_no_role_is_refused(
+    tokens: ApiTokens, database: Database
+) -> None:
+    token, info = tokens.create("old", "READ_ONLY_ADMIN")
+    with database.session() as session:
+        row = session.get(ApiToken, info.id)
+        assert row is not None
+        row.role = "AUDITOR"  # a free-form role stored by an earlier release
+    with pytest.raises(AuthError, match="'AUDITOR', which is not a role"):
+        tokens.authenticate(token)

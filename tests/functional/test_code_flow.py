@@ -219,6 +219,10 @@ def test_authlib_code_flow_with_pkce_confidential_and_public(live: Live) -> None
             f"{live.url}/oauth2/v1/token", refresh_token=token["refresh_token"]
         )
     assert refreshed["refresh_token"] != token["refresh_token"]
+    current = introspect(live, refreshed["refresh_token"])
+    assert (current["active"], current["token_type"]) == (True, "refresh_token")
+    assert (current["client_id"], current["sub"]) == (WEB, live.user_id)
+    assert introspect(live, token["refresh_token"]) == {"active": False}  # rotated
     claims = introspect(live, token["access_token"])
     assert (claims["active"], claims["sub"]) == (True, live.user_id)
     payload = token["id_token"].split(".")[1]

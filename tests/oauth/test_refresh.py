@@ -16,6 +16,7 @@ from sqlalchemy import select
 from certbound.errors import ReasonCode
 from certbound.oauth.errors import OAuthError
 from certbound.oauth.grants import digest
+from certbound.oauth.rfc7662 import introspection
 from certbound.oauth.rfc8705 import bound_thumbprint
 from certbound.storage.models import OAuthGrant
 
@@ -203,3 +204,38 @@ def test_two_concurrent_uses_one_wins_and_the_family_is_revoked(flow: Flow) -> N
     # the winner's refresh token died with the family
     refused = _refused(lambda: _refresh(flow, secret, won[0]["refresh_token"]))
     assert refused.reason is ReasonCode.GRANT_INVALID
+
+
+def test_introspection_of_a_refresh_token_shows_its_binding_until_used(
+    flow: Flow, leaves: tuple[bytes, bytes]
+) -> None:
+    mine, _other = leaves
+    secret, first = _start(flow, leaf=mine)
+    now = flow.clock.now()
+    body = introspection(
+        first["refresh_token"], flow.keys, flow.revocations, flow.issuer, now, refresh=flow.refresh
+    )
+    assert body["active"] is True and body["token_type"] == "refresh_token"
+    assert (body["client_id"], body["sub"]) == ("web", flow.user.id)
+    assert body["cnf"] == {"x5t#S256": bound_thumbprint(mine)}
+    assert body["exp"] - body["iat"] == 3600
+    second = _refresh(flow, secret, first["refresh_token"], leaf=mine)
+    used = introspection(
+        first["refresh_token"], flow.keys, flow.revocations, flow.issuer, now, refresh=flow.refresh
+    )
+    assert used == {"active": False}  # rotated: the old one is spent
+    assert flow.refresh.introspect(second["refresh_token"])["active"] is True
+    flow.refresh.revoke(second["refresh_token"], "web")
+    assert flow.refresh.introspect(second["refresh_token"]) is None
+    assert flow.refresh.introspect("not-a-token") is None
+    # an access token still goes through the JWT path
+    access = introspection(
+        second["access_token"], flow.keys, flow.revocations, flow.issuer, now, refresh=flow.refresh
+    )
+    assert access["active"] is False  # revoked with its family
+
+
+def test_an_unbound_refresh_token_introspects_without_cnf(flow: Flow) -> None:
+    _secret, first = _start(flow)
+    body = flow.refresh.introspect(first["refresh_token"])
+    assert body is not None and body["active"] and "cnf" not in body

@@ -560,3 +560,30 @@ def test_an_event_the_database_refuses_does_not_sink_its_batch(
     [kept] = (tmp_path / "spool" / "rejected.jsonl").read_text().splitlines()
     assert json.loads(kept)["uuid"] == evil.uuid
     assert chain.verify_chain(database).ok
+
+
+def test_a_steady_stream_is_written_once_per_linger(
+    database: Database, tmp_path: Path, device: CertificateInfo, recorders: list[EventRecorder]
+) -> None:
+    """Under load the writer gathers what arrived since its last transaction (one per
+    ``linger``) instead of writing every handful of events as it comes."""
+    transactions: list[int] = []
+
+    def committed(_conn: Any) -> None:
+        transactions.append(1)
+
+    sa_event.listen(database.engine, "commit", committed)
+    try:
+        recorder = open_recorder(recorders, database, tmp_path / "spool", linger=0.05)
+        uuids = []
+        started = time.monotonic()
+        for i in range(2000):  # about 1 s: events arrive faster than one transaction takes
+            uuids.append(recorder.record(make_event(i, device)).uuid)
+            time.sleep(0.0005)
+        elapsed = time.monotonic() - started
+        assert recorder.flush(10)
+    finally:
+        sa_event.remove(database.engine, "commit", committed)
+    assert_stored_once(database, uuids)
+    # One transaction per 50 ms linger (plus the first and the flush), not one per handful.
+    assert len(transactions) <= elapsed / 0.05 + 5, (len(transactions), elapsed)

@@ -13,14 +13,17 @@ def register(group: click.Group) -> None:
         ca,
         device,
         diagnose,
+        doctor,
         handshake,
         key,
         log,
+        policy,
         quickstart,
         serve,
         token,
         user,
         verify,
+        zone,
     )
     from certbound.cli import group as group_command
 
@@ -39,5 +42,8 @@ def register(group: click.Group) -> None:
         group_command.group,
         app.app,
         key.key,
+        policy.policy,
+        zone.zone,
+        doctor.doctor,
     ):
         group.add_command(command)

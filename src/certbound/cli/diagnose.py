@@ -16,6 +16,7 @@ import click
 from rich.console import Console
 
 from certbound.clock import SystemClock
+from certbound.policy.store import Policies
 from certbound.syslog.diagnosis import (
     Explanation,
     SelectorError,
@@ -104,7 +105,10 @@ def diagnose(
         else:
             click.echo(message, err=True)
         sys.exit(EXIT_FAILED)
-    explanation = explain(event, stored_certificates(ctx.database()), SystemClock().now())
+    database = ctx.database()
+    clock = SystemClock()
+    policies = {policy.id: policy for policy in Policies(database, clock).list()}
+    explanation = explain(event, stored_certificates(database), clock.now(), policies=policies)
     if as_json:
         click.echo(json.dumps(explanation.to_dict(), indent=2))
     else:

@@ -15,17 +15,23 @@ It also sets up the demo directory: the user ``alice@certbound.test`` (the good 
 SAN email maps to it), the group ``engineering`` with her in it, and the OAuth client
 ``quickstart-app`` (tls_client_auth, registered for the good device's subject DN and pinned by
 key to the demo CA chain), so the good device gets a certificate-bound token from
-``/oauth2/v1/token`` and every other device is refused.
+``/oauth2/v1/token`` and every other device is refused. The app gets the sign-on policy
+``Quickstart devices``: a rule ``Managed devices`` (ALLOW a verified device whose status is
+ACTIVE) above a DENY catch-all; the summary prints a ``certbound policy simulate`` line to
+try it without the server. Finally it writes a SUPER_ADMIN API token (of the admin
+``quickstart-admin``; the previous run's is revoked) to ``D/admin-token`` (mode 0600) and
+prints a curl line against the admin API with it.
 
 Everything it changes and decides lands in the System Log of its database as one
 transaction: the demo CA's removal (from an earlier run) and upload, the directory changes,
-and a ``device.trust.verify`` event per device.
+the demo policy's creation, and a ``device.trust.verify`` event per device.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 import uuid
 from pathlib import Path
@@ -35,6 +41,17 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from certbound.admin import events as admin_events
+from certbound.admin.admins import Admins
+from certbound.admin.roles import Role
+from certbound.admin.tokens import (
+    ApiTokens,
+    AuthError,
+    TokenNotFoundError,
+    created_event,
+    revoked_event,
+    split_token,
+)
 from certbound.clock import SystemClock
 from certbound.config import Settings, load_settings
 from certbound.directory import events as directory_events
@@ -55,8 +72,11 @@ from certbound.pki.revocation import RevocationChecker, stored_policies
 from certbound.pki.revocation_policy import RevocationPolicy
 from certbound.pki.truststore import TrustStore
 from certbound.pki.validation import Rejected, Validator
+from certbound.policy import events as policy_events
+from certbound.policy.model import Action, Conditions, DeviceTrustRequirement, Rule
+from certbound.policy.store import Policies
 from certbound.storage.database import Database
-from certbound.syslog.events import Event
+from certbound.syslog.events import CLI_ACTOR, Event, EventType, Target
 from certbound.syslog.recorder import EventRecorder
 
 from .main import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Context, pass_context
@@ -108,6 +128,13 @@ def _replace_demo_ca(store: TrustStore, pki_dir: Path, log: _Log) -> str:
 
 DEMO_APP = "quickstart-app"
 DEMO_GROUP = "engineering"
+DEMO_POLICY = "Quickstart devices"
+MANAGED = Rule(
+    "rul_quickstart_managed",  # replaced by a new id on creation
+    "Managed devices",
+    Action.ALLOW,
+    Conditions(device_trust=DeviceTrustRequirement.VERIFIED, device_status=("ACTIVE",)),
+)
 
 
 def _demo_directory(db: Database, pki_dir: Path, log: _Log) -> None:
@@ -142,6 +169,66 @@ def _demo_directory(db: Database, pki_dir: Path, log: _Log) -> None:
     else:
         before, after = apps.update(existing.id, metadata)
         log(directory_events.app_updated(before, after))
+        app = after
+    _demo_policy(db, app.id, log)
+
+
+def _demo_policy(db: Database, app_id: str, log: _Log) -> None:
+    """The policy ``Quickstart devices`` (created once; a rerun leaves its rules as they
+    are) and the demo app assigned to it."""
+    policies = Policies(db, SystemClock())
+    try:
+        policy = policies.get(DEMO_POLICY)
+    except CertboundError:
+        created = policies.create(
+            DEMO_POLICY, "Quickstart demo: managed devices only", rules=(MANAGED,)
+        )
+        log(policy_events.policy_changed(EventType.POLICY_LIFECYCLE_CREATE, created))
+        assert created.after is not None
+        policy = created.after
+    if app_id not in policy.app_ids:
+        assigned = policies.assign(policy.id, app_id)
+        target = Target(app_id, policy_events.APP_TARGET, DEMO_APP, "Quickstart app")
+        log(policy_events.policy_changed(EventType.POLICY_LIFECYCLE_UPDATE, assigned, app=target))
+
+
+ADMIN_USERNAME = "quickstart-admin"
+ADMIN_TOKEN_FILE = "admin-token"
+
+
+def _admin_token(db: Database, directory: Path, log: _Log) -> Path:
+    """A SUPER_ADMIN API token of the admin ``quickstart-admin`` (made once) written to
+    ``D/admin-token`` (mode 0600); the token an earlier run wrote there is revoked."""
+    clock = SystemClock()
+    admins, tokens = Admins(db, clock), ApiTokens(db, clock)
+    try:
+        admin = admins.get(ADMIN_USERNAME)
+    except CertboundError:
+        admin = admins.create(ADMIN_USERNAME, Role.SUPER_ADMIN)
+        log(admin_events.admin_created(admin))
+    path = directory / ADMIN_TOKEN_FILE
+    try:
+        old = tokens.get(split_token(path.read_text())[0])
+    except (OSError, AuthError, TokenNotFoundError):
+        old = None
+    if old is not None and old.revoked_at is None:
+        log(revoked_event(tokens.revoke(old.id), CLI_ACTOR))
+    secret, info = tokens.create("quickstart", Role.SUPER_ADMIN.value, admin=admin.id)
+    log(created_event(info, CLI_ACTOR))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # a file left by an earlier run keeps no wider mode
+    with os.fdopen(fd, "w") as out:
+        out.write(secret + "\n")
+    return path
+
+
+def admin_api_command(directory: Path, settings: Settings) -> str:
+    """One curl command against the admin API with the token in ``D/admin-token``."""
+    ca, token = directory / "pki" / "server-ca.pem", directory / ADMIN_TOKEN_FILE
+    return (
+        f'curl --cacert {ca} -H "Authorization: Bearer $(cat {token})" '
+        f"https://{settings.tls_listen}/api/v1/trust/cas"
+    )
 
 
 def _verify_devices(validator: Validator, pki_dir: Path, log: _Log) -> list[dict[str, Any]]:
@@ -234,6 +321,7 @@ def quickstart(ctx: Context, directory: Path, port: int, no_serve: bool, as_json
         store = TrustStore(db, SystemClock(), settings.ca_expiry_warning_days)
         ca_id = _replace_demo_ca(store, pki_dir, log)
         _demo_directory(db, pki_dir, log)
+        _admin_token(db, directory, log)
         rows = _verify_all(db, store, recorder, pki_dir, log)
     except CertboundError as exc:
         click.echo(f"error {exc.reason.value}: {exc.detail}", err=True)
@@ -247,6 +335,8 @@ def quickstart(ctx: Context, directory: Path, port: int, no_serve: bool, as_json
         click.echo(json.dumps({"dir": str(directory), "ca_id": ca_id, "devices": rows}, indent=2))
     else:
         _summary(directory, settings, ca_id, rows)
+        click.echo(f"\nAdmin API (a SUPER_ADMIN token is in {directory / ADMIN_TOKEN_FILE}):")
+        click.echo(f"  {admin_api_command(directory, settings)}")
     if not ok:
         sys.exit(EXIT_FAILED)
     if no_serve:
@@ -263,6 +353,14 @@ def _summary(directory: Path, settings: Settings, ca_id: str, rows: list[dict[st
     cfg = directory / "certbound.toml"
     console.print(f"\nTry: certbound --config {cfg} verify {directory / 'pki/devices/expired.pem'}")
     console.print(f"     certbound --config {cfg} diagnose --last")
+    console.print(f"     {simulate_command(directory)}")
+
+
+def simulate_command(directory: Path) -> str:
+    """The ``certbound policy simulate`` line for the good device and the demo app."""
+    cfg = directory / "certbound.toml"
+    good = directory / "pki" / "devices" / "good.pem"
+    return f"certbound --config {cfg} policy simulate --app {DEMO_APP} --cert {good}"
 
 
 def _program() -> str:

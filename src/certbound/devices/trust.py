@@ -45,14 +45,15 @@ _STATUS_REFUSALS = {
 
 @dataclass(frozen=True, slots=True)
 class TrustDecision:
-    """The verdict on one request's device, and the event that recorded it."""
+    """The verdict on one request's device, and the event that recorded it (``event_id``
+    None when the caller records the decision in its own event)."""
 
     presented: Presented
     result: ValidationResult | None
     reason: ReasonCode | None
     detail: str | None
     device: Device | None
-    event_id: str
+    event_id: str | None
     device_trust: dict[str, Any] | None = None  # the event's deviceTrust object
 
     @property
@@ -126,27 +127,31 @@ class DeviceTrust:
         self._recorder = recorder
 
     def evaluate(
-        self, presented: Presented, client: Client, *, offline: bool = False
+        self, presented: Presented, client: Client, *, offline: bool = False, record: bool = True
     ) -> TrustDecision:
         """Judge the request's chain and record the ``device.trust.verify`` event. With
         ``offline`` (on the event loop), only from cached answers: WouldBlockError, before
-        anything is recorded, when the decision needs I/O or a cold validation."""
+        anything is recorded, when the decision needs I/O or a cold validation. Without
+        ``record`` the event is built but not recorded: the caller records the decision
+        (``device_trust``) in the one event of its own action, such as a token grant."""
         result, refusal, device = self._judge(presented, offline)
         context = {"intake": presented.to_dict(), "device": device.to_dict() if device else None}
-        event = events.device_verified(
-            result,
-            _leaf(presented.certificates),
-            _actor(device),
-            client,
-            context=context,
-            refusal=refusal if isinstance(result, Verified) else None,
-        )
-        self._record(event)
+        leaf = _leaf(presented.certificates)
+        refused = refusal if isinstance(result, Verified) else None
+        event_id = None
+        if record:
+            event = events.device_verified(
+                result, leaf, _actor(device), client, context=context, refusal=refused
+            )
+            self._record(event)
+            event_id, device_trust = event.uuid, event.device_trust
+        else:
+            device_trust = events.device_trust_object(
+                result, leaf, context=context, refusal=refused
+            )
         reason, detail = refusal or (None, None)
         validated = result if presented.certificates and not presented.problem else None
-        return TrustDecision(
-            presented, validated, reason, detail, device, event.uuid, event.device_trust
-        )
+        return TrustDecision(presented, validated, reason, detail, device, event_id, device_trust)
 
     def judge(self, chain: tuple[bytes, ...]) -> tuple[ReasonCode, str] | None:
         """The TLS listener's reject mode: None to accept ``chain``, else why not."""

@@ -6,8 +6,10 @@ The actor is the client (``type: "PublicClientApp"``, Okta's name, with its clie
 ``anonymous`` when the client could not be identified; targets name the app; the request's
 ``deviceTrust`` object (intake, certificate, device) is carried along, and ``debugData`` holds
 the grant type, the client authentication method, the scope, the token's ``jti`` and what it
-is bound to (``cnf``); for a user's grant also the user id and the grant family. No token,
-code, password, secret or assertion is ever recorded.
+is bound to (``cnf``); for a user's grant also the user id and the grant family. Once the
+app's sign-on policy was evaluated, its decision is the event's ``policyEvaluationDetail``
+(the token endpoint records no separate ``policy.evaluate_sign_on``: one event per token
+request). No token, code, password, secret or assertion is ever recorded.
 
 A sign-in's actor is the user (``type: "User"``) when the password matched, else an
 unidentified user with the username typed as ``alternateId`` (ids are never revealed for a
@@ -57,8 +59,10 @@ def token_granted(
     device: Mapping[str, Any] | None,
     *,
     details: Mapping[str, Any] | None = None,
+    policy: dict[str, Any] | None = None,
 ) -> Event:
-    """A token was issued (``details``: more debugData, e.g. the user and grant family)."""
+    """A token was issued (``details``: more debugData, e.g. the user and grant family;
+    ``policy``: the sign-on policy's ``policyEvaluationDetail``)."""
     bound = (claims.get("cnf") or {}).get("x5t#S256") or client.cnf_x5t_s256
     return Event(
         event_type=EventType.APP_OAUTH2_TOKEN_GRANT,
@@ -73,6 +77,7 @@ def token_granted(
         transaction_type="WEB",
         authentication_context={**_OAUTH, "authenticationProvider": client.method.value},
         device_trust=dict(device) if device is not None else None,
+        policy_evaluation=policy,
         debug_data={
             "grantType": grant_type,
             "clientAuthMethod": client.method.value,
@@ -91,8 +96,11 @@ def token_refused(
     error: OAuthError,
     http_client: Client,
     device: Mapping[str, Any] | None,
+    *,
+    policy: dict[str, Any] | None = None,
 ) -> Event:
-    """A token request was refused at some step."""
+    """A token request was refused at some step (``policy``: the decision of the sign-on
+    policy that refused it)."""
     claimed = request.form.get("client_id")
     actor = _client_actor(client) if client else UNKNOWN_CLIENT
     name = client.app.client_id if client else (claimed or "an unidentified client")
@@ -107,6 +115,7 @@ def token_refused(
         transaction_type="WEB",
         authentication_context=dict(_OAUTH),
         device_trust=dict(device) if device is not None else None,
+        policy_evaluation=policy,
         debug_data={
             "grantType": request.form.get("grant_type"),
             "claimedClientId": claimed,
@@ -163,8 +172,9 @@ def user_signed_in(
     app_target: Target,
     http_client: Client,
     device: Mapping[str, Any] | None,
+    policy: dict[str, Any] | None = None,
 ) -> Event:
-    """A user signed in on the login page."""
+    """A user signed in on the login page (``policy``: the sign-on policy's decision)."""
     return Event(
         event_type=EventType.USER_AUTHENTICATION_VERIFY,
         display_message=f"User {username} signed in to {app_target.alternate_id}",
@@ -175,6 +185,7 @@ def user_signed_in(
         transaction_type="WEB",
         authentication_context=dict(_PASSWORD),
         device_trust=dict(device) if device is not None else None,
+        policy_evaluation=policy,
         debug_data={"clientId": app_target.alternate_id},
     )
 

@@ -17,8 +17,6 @@ import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from joserfc import jwt
-
 if TYPE_CHECKING:
     from certbound.oauth.keys import SigningKey
 
@@ -115,5 +113,4 @@ def issue_id_token(
         lifetime=lifetime,
         now=now,
     )
-    header = {"typ": TYP, "alg": key.alg, "kid": key.kid}
-    return jwt.encode(header, claims, key.key, algorithms=[key.alg]), claims
+    return key.signer.sign(claims, TYP), claims

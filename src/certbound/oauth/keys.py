@@ -18,7 +18,7 @@ import json
 import os
 import secrets
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from sqlalchemy import select, update
 from certbound.clock import Clock, format_rfc3339
 from certbound.config import ConfigError
 from certbound.errors import WouldBlockError
+from certbound.oauth.jws import CompactSigner
 from certbound.storage.database import Database
 from certbound.storage.models import SigningKey as SigningKeyRow
 
@@ -47,6 +48,11 @@ class SigningKey:
     kid: str
     alg: str
     key: JoseKey
+    signer: CompactSigner = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        signer = CompactSigner(self.key.private_key, self.alg, self.kid)  # type: ignore[arg-type]
+        object.__setattr__(self, "signer", signer)
 
 
 def load_secret(path: Path) -> bytes:

@@ -26,8 +26,9 @@ from __future__ import annotations
 import hmac
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from certbound.clock import Clock
+from certbound.clock import Clock, as_utc
 from certbound.errors import ReasonCode
 from certbound.oauth.errors import OAuthError, invalid_request
 from certbound.oauth.grants import REFRESH, Grant, Grants, IssuedAccess, NewGrant, new_value
@@ -119,6 +120,28 @@ class RefreshTokens:
         if not self._grants.claim(refresh.grant, issued, successor):
             self._grants.revoke_family(refresh.family, refresh.grant.client_id)
             raise _reused()
+
+    def introspect(self, value: str) -> dict[str, Any] | None:
+        """RFC 7662 members of an active refresh token (not used, revoked or expired), with
+        its binding as ``cnf``; None when it is not one."""
+        if not value or "." in value:  # ours are opaque; a JWT is an access token
+            return None
+        grant = self._grants.find(value, REFRESH)
+        now = self._clock.now()
+        if grant is None or grant.used_at or grant.revoked_at or grant.expired(now):
+            return None
+        body: dict[str, Any] = {
+            "active": True,
+            "token_type": "refresh_token",
+            "client_id": grant.client_id,
+            "sub": grant.user_id,
+            "scope": str(grant.data.get("scope", "")),
+            "iat": int(as_utc(grant.created).timestamp()),
+            "exp": int(as_utc(grant.expires_at).timestamp()),
+        }
+        if grant.cnf:
+            body["cnf"] = {"x5t#S256": grant.cnf}
+        return body
 
     def revoke(self, value: str, client_id: str) -> str | None:
         """RFC 7009: revoke the family of ``client_id``'s refresh token ``value``; its

@@ -4,6 +4,8 @@
 JWT signed by one of the published signing keys with an allowed algorithm (the list is ours,
 never the token's), ``typ`` ``at+jwt``, this issuer, not expired, not revoked. Anything else
 is simply inactive: introspection never says why (RFC 7662 section 2.2), the System Log does.
+A refresh token (opaque) is active while it is neither used, revoked nor expired; its
+response names its client, user, scope and lifetime, and its binding as ``cnf``.
 :func:`introspection` is the response: ``active`` and, when active, the claims a resource
 server needs, including ``cnf`` (RFC 8705 section 3.2), so it can compare the certificate the
 token came with.
@@ -18,6 +20,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 
 from certbound.oauth.keys import SigningKeys
+from certbound.oauth.refresh import RefreshTokens
 from certbound.oauth.rfc7009 import Revocations
 
 ALGORITHMS = ("ES256", "RS256")
@@ -45,9 +48,18 @@ def read_own_token(
 
 
 def introspection(
-    token: str, keys: SigningKeys, revocations: Revocations, issuer: str, now: dt.datetime
+    token: str,
+    keys: SigningKeys,
+    revocations: Revocations,
+    issuer: str,
+    now: dt.datetime,
+    *,
+    refresh: RefreshTokens | None = None,
 ) -> dict[str, Any]:
-    """The RFC 7662 response for ``token``."""
+    """The RFC 7662 response for ``token``: one of our access tokens, or (with
+    ``refresh``) one of our refresh tokens (``token_type: refresh_token``, its ``cnf``)."""
+    if refresh is not None and "." not in token:
+        return refresh.introspect(token) or {"active": False}
     claims = read_own_token(token, keys, issuer, now)
     if claims is None or revocations.is_revoked(claims["jti"]):
         return {"active": False}

@@ -10,11 +10,10 @@ resource-server side (verification) is :mod:`certbound.rs`.
 from __future__ import annotations
 
 import datetime as dt
-import secrets
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from joserfc import jwt
+from certbound.randomness import random_token
 
 if TYPE_CHECKING:
     from certbound.oauth.keys import SigningKey
@@ -53,7 +52,7 @@ def access_token_claims(
         "exp": iat + lifetime,
         "iat": iat,
         "nbf": iat,
-        "jti": secrets.token_urlsafe(18),
+        "jti": random_token(18),
         "client_id": client_id,
         "scope": scope,
     }
@@ -88,6 +87,4 @@ def issue_access_token(
         cnf_x5t_s256=cnf_x5t_s256,
         extra=extra,
     )
-    header = {"typ": TYP, "alg": key.alg, "kid": key.kid}
-    token = jwt.encode(header, claims, key.key, algorithms=[key.alg])
-    return token, claims
+    return key.signer.sign(claims, TYP), claims

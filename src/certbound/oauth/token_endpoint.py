@@ -7,8 +7,19 @@
 2. ``authenticate_client``: :class:`~certbound.oauth.client_auth.ClientAuthenticator`, every
    RFC 6749 / RFC 7523 / RFC 8705 method, which also says what the token is bound to;
 3. ``check_grant_allowed``: the grant is registered for the client (``unauthorized_client``);
-4. ``check_scope``: requested scopes within the client's registered ones;
-5. ``issue``: an RFC 9068 JWT access token signed with the active key, carrying
+4. ``check_sign_on_policy``: the app's sign-on policy (its own, else the default:
+   :mod:`certbound.policy`) decides with the request's device context (verified or why not,
+   the device's status, the validated certificate's facts, the client's IP address, the
+   time) and, for ``refresh_token``, the grant's user and their groups (checked once the
+   refresh token is). An ``authorization_code`` is not evaluated again: the login page
+   evaluated the sign-on with the user and the browser's device and issued no code on a
+   DENY (the token request comes from the app's server, not the user's device). A DENY here
+   is ``access_denied`` (403)
+   with POLICY_DENIED (a DENY rule matched) or POLICY_NOT_MATCHED (only the catch-all did,
+   and it denies). The compiled policy is cached per process, so a known app's
+   client_credentials request is still decided on the event loop;
+5. ``check_scope``: requested scopes within the client's registered ones;
+6. ``issue``: an RFC 9068 JWT access token signed with the active key, carrying
    ``cnf.x5t#S256`` when the client came over mutual TLS (RFC 8705 section 3). For
    ``authorization_code`` (:mod:`~certbound.oauth.authorization_code`) the code is checked
    first (GRANT_INVALID, PKCE_FAILED), ``sub`` is the user, a refresh token
@@ -17,8 +28,9 @@
    holds ``openid``; ``refresh_token`` checks, binds and rotates the refresh token
    (REFRESH_TOKEN_REUSED, TOKEN_BINDING_MISMATCH, TOKEN_BINDING_MISSING). A user who is gone
    or no longer ACTIVE gets nothing (GRANT_INVALID);
-6. ``record``: one ``app.oauth2.token.grant`` event, SUCCESS or FAILURE with its reason code,
-   with the request's device-trust context.
+7. ``record``: one ``app.oauth2.token.grant`` event, SUCCESS or FAILURE with its reason code,
+   with the request's device-trust context and the policy's decision
+   (``policyEvaluationDetail``, once the policy was evaluated): the token request's one event.
 
 A refusal at any step is an :class:`~certbound.oauth.errors.OAuthError` (RFC 6749 error code,
 reason code, HTTP status) and is recorded the same way. Nothing here speaks HTTP: the web
@@ -28,8 +40,9 @@ the error into a response.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +59,8 @@ from certbound.oauth.keys import SigningKeys
 from certbound.oauth.refresh import RefreshTokens
 from certbound.oauth.rfc8705 import bound_thumbprint
 from certbound.oauth.rfc9068 import issue_access_token
+from certbound.policy.engine import PolicyDecision
+from certbound.policy.simulate import NO_DEVICE, DeviceContext, SignOn
 from certbound.syslog.events import Client
 from certbound.syslog.recorder import EventRecorder
 
@@ -66,6 +81,7 @@ class TokenResponse:
     refresh_token: str | None = None
     id_token: str | None = None
     details: Mapping[str, Any] = field(default_factory=dict)  # for the event, never sent
+    policy: PolicyDecision | None = None  # for the event, never sent
 
     def to_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -97,8 +113,39 @@ class UserGrants:
     users: Users
 
 
+class PolicyDeniedError(OAuthError):
+    """``access_denied`` (403): the app's sign-on policy denied the request."""
+
+    def __init__(self, decision: PolicyDecision) -> None:
+        reason = decision.reason or ReasonCode.POLICY_DENIED
+        who = "a DENY rule matched"
+        if reason is ReasonCode.POLICY_NOT_MATCHED:
+            who = "no rule but the catch-all matched, and it denies"
+        super().__init__(
+            "access_denied",
+            reason,
+            f"the sign-on policy {decision.policy_name!r} denied the request: {who} "
+            f"(rule {decision.matched_rule_name!r})",
+            status=403,
+        )
+        self.decision = decision
+
+
+@dataclass(frozen=True, slots=True)
+class SignOnContext:
+    """What the policy step reads of the request besides the client and user."""
+
+    device: DeviceContext
+    ip: str | None
+    offline: bool
+
+
+_Gate = Callable[[str | None], PolicyDecision | None]
+
+
 class TokenEndpoint:
-    """Issues tokens; one per app. Without ``user_grants`` only client_credentials."""
+    """Issues tokens; one per app. Without ``user_grants`` only client_credentials; without
+    ``sign_on`` no sign-on policy is evaluated."""
 
     def __init__(
         self,
@@ -109,8 +156,10 @@ class TokenEndpoint:
         settings: TokenSettings,
         *,
         user_grants: UserGrants | None = None,
+        sign_on: SignOn | None = None,
     ) -> None:
         self._authenticator = authenticator
+        self._sign_on = sign_on
         self._keys = keys
         self._recorder = recorder
         self._clock = clock
@@ -125,26 +174,35 @@ class TokenEndpoint:
         device: Mapping[str, Any] | None,
         *,
         offline: bool = False,
+        device_context: DeviceContext | None = None,
     ) -> TokenResponse:
         """Run the steps; OAuthError on a refusal. Either way one event is recorded
-        (``device``: the request's ``deviceTrust`` object, or None without mTLS). With
-        ``offline`` (on the event loop): only a client_credentials grant of a cached
-        certificate-authenticated client with the signing key at hand, else WouldBlockError
-        before any step ran or anything was recorded."""
+        (``device``: the request's ``deviceTrust`` object, or None without mTLS;
+        ``device_context``: what the sign-on policy reads of the device, by default taken
+        from the request's verified chain). With ``offline`` (on the event loop): only a
+        client_credentials grant of a cached certificate-authenticated client with the
+        signing key and the compiled policy at hand, else WouldBlockError before any step
+        ran or anything was recorded."""
         grant_type = request.form.get("grant_type", "")
         authenticated: AuthenticatedClient | None = None
         if offline:
             if grant_type != "client_credentials":
                 raise WouldBlockError("this grant reads the database")
             self._keys.signing_key(offline=True)
+        context = SignOnContext(
+            device_context or _device_context(request), client.ip_address, offline
+        )
         try:
             check_grant_type(grant_type, self._supported)
             authenticated = self._authenticator.authenticate(request, offline=offline)
             check_grant_allowed(authenticated, grant_type)
-            response = self._grant(grant_type, authenticated, request)
+            response = self._grant(grant_type, authenticated, request, context)
         except OAuthError as error:
+            decision = error.decision if isinstance(error, PolicyDeniedError) else None
             self._recorder.record(
-                events.token_refused(request, authenticated, error, client, device)
+                events.token_refused(
+                    request, authenticated, error, client, device, policy=_detail(decision)
+                )
             )
             raise
         self._recorder.record(
@@ -155,22 +213,54 @@ class TokenEndpoint:
                 client,
                 device,
                 details=response.details,
+                policy=_detail(response.policy),
             )
         )
         return response
 
+    def check_sign_on_policy(
+        self, client: AuthenticatedClient, context: SignOnContext, user_id: str | None
+    ) -> PolicyDecision | None:
+        """The app's policy decision (None without policies); PolicyDeniedError on a DENY."""
+        sign_on = self._sign_on
+        if sign_on is None:
+            return None
+        groups = sign_on.group_ids(user_id) if user_id is not None else frozenset[str]()
+        decision = sign_on.evaluate(
+            client.app.id,
+            context.device,
+            at=self._clock.now(),
+            ip=context.ip,
+            user_id=user_id,
+            group_ids=groups,
+            offline=context.offline,
+        )
+        if not decision.allowed:
+            raise PolicyDeniedError(decision)
+        return decision
+
     def _grant(
-        self, grant_type: str, client: AuthenticatedClient, request: ClientRequest
+        self,
+        grant_type: str,
+        client: AuthenticatedClient,
+        request: ClientRequest,
+        context: SignOnContext,
     ) -> TokenResponse:
         form = request.form
+
+        def gate(user_id: str | None) -> PolicyDecision | None:
+            return self.check_sign_on_policy(client, context, user_id)
+
         if grant_type == "client_credentials":
+            decision = gate(None)
             scope = check_scope(client, form.get("scope"))
-            return self._issue(client, scope, form.get("resource"))
+            issued = self._issue(client, scope, form.get("resource"))
+            return dataclasses.replace(issued, policy=decision) if decision else issued
         assert self._user_grants is not None  # check_grant_type let only supported ones in
         if grant_type == "authorization_code":
             return self._authorization_code(self._user_grants, client, form)
         presented = bound_thumbprint(request.leaf_der) if request.leaf_der else None
-        return self._refresh(self._user_grants, client, form, presented)
+        return self._refresh(self._user_grants, client, form, presented, gate)
 
     def _issue(
         self,
@@ -197,10 +287,14 @@ class TokenEndpoint:
         return TokenResponse(token, lifetime, scope, claims)
 
     def _authorization_code(
-        self, grants: UserGrants, client: AuthenticatedClient, form: Mapping[str, str]
+        self,
+        grants: UserGrants,
+        client: AuthenticatedClient,
+        form: Mapping[str, str],
     ) -> TokenResponse:
         code = grants.codes.check(client.app.client_id, form)
         identity = _identity(grants.users, code.user_id)
+        decision = None  # the login page decided the sign-on that issued this code
         access = self._issue(client, code.scope, form.get("resource"), subject=code.user_id)
         refresh: tuple[str, NewGrant] | None = None
         if "refresh_token" in client.app.metadata.grant_types:
@@ -214,7 +308,7 @@ class TokenEndpoint:
             )
         id_token = self._id_token(client, identity, access, code.auth_time, code.nonce)
         grants.codes.complete(code, [_issued(access)], refresh[1] if refresh else None)
-        return _with(access, refresh, id_token, code.family, code.user_id)
+        return _with(access, refresh, id_token, code.family, code.user_id, decision=decision)
 
     def _refresh(
         self,
@@ -222,9 +316,11 @@ class TokenEndpoint:
         client: AuthenticatedClient,
         form: Mapping[str, str],
         presented: str | None,
+        gate: _Gate,
     ) -> TokenResponse:
         old = grants.refresh.check(client.app.client_id, form, presented)
         identity = _identity(grants.users, old.user_id)
+        decision = gate(old.user_id)
         cnf = old.grant.cnf or client.cnf_x5t_s256
         access = self._issue(client, old.scope, form.get("resource"), subject=old.user_id, cnf=cnf)
         refresh = grants.refresh.new(
@@ -237,7 +333,7 @@ class TokenEndpoint:
         )
         id_token = self._id_token(client, identity, access, old.auth_time, None)
         grants.refresh.rotate(old, [_issued(access)], refresh[1])
-        return _with(access, refresh, id_token, old.family, old.user_id)
+        return _with(access, refresh, id_token, old.family, old.user_id, decision=decision)
 
     def _id_token(
         self,
@@ -274,6 +370,8 @@ def _with(
     id_token: str | None,
     family: str,
     user_id: str,
+    *,
+    decision: PolicyDecision | None,
 ) -> TokenResponse:
     """The access token's response with the refresh and ID tokens, and the event's details."""
     details = {
@@ -291,7 +389,24 @@ def _with(
         refresh_token=refresh[0] if refresh else None,
         id_token=id_token,
         details=details,
+        policy=decision,
     )
+
+
+def _device_context(request: ClientRequest) -> DeviceContext:
+    """The device context a request implies when the caller gave none (no device status)."""
+    chain = request.verified_chain
+    if chain is not None:
+        return DeviceContext(True, None, None, chain, request.leaf_der)
+    if request.leaf_der is None:
+        return NO_DEVICE
+    reason = request.device_reason.value if request.device_reason else None
+    return DeviceContext(False, reason, None, None, request.leaf_der)
+
+
+def _detail(decision: PolicyDecision | None) -> dict[str, Any] | None:
+    """``policyEvaluationDetail`` of a decision (None: no policy was evaluated)."""
+    return None if decision is None else decision.to_dict()
 
 
 def _identity(users: Users, user_id: str) -> Identity:

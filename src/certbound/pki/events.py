@@ -36,7 +36,7 @@ from certbound.pki import certificate as facts
 from certbound.pki.certificate import UNDECODABLE, CertificateInfo
 from certbound.pki.revocation_policy import Mode, RevocationPolicy
 from certbound.pki.truststore import StoredCA
-from certbound.pki.validation import DeviceIdentity, Rejected, ValidationResult
+from certbound.pki.validation import DeviceIdentity, Rejected, ValidationResult, Verified
 from certbound.storage.database import Database
 from certbound.storage.models import LogEvent
 from certbound.syslog.events import (
@@ -146,6 +146,38 @@ def _authority_key_id(presented_leaf: x509.Certificate | None) -> str | None:
 # device.trust.verify -------------------------------------------------------------------
 
 
+def device_trust_object(
+    result: ValidationResult,
+    presented_leaf: x509.Certificate | None,
+    *,
+    context: Mapping[str, Any] | None = None,
+    refusal: tuple[ReasonCode, str] | None = None,
+) -> dict[str, Any]:
+    """``deviceTrust`` for one validation (see :func:`device_verified`): what an event
+    of another type carries when the decision is part of its action (a token request)."""
+    certificate, reason = _verdict(result, presented_leaf, refusal)
+    revocation = result.revocation
+    return {
+        "verified": reason is None,
+        "reason": reason.value if reason is not None else None,
+        "certificate": certificate,
+        "revocation": revocation.to_dict() if revocation is not None else None,
+        **(context or {}),
+    }
+
+
+def _verdict(
+    result: ValidationResult,
+    presented_leaf: x509.Certificate | None,
+    refusal: tuple[ReasonCode, str] | None,
+) -> tuple[dict[str, Any] | None, ReasonCode | None]:
+    """``deviceTrust.certificate`` and the refusing code (None: verified)."""
+    if isinstance(result, Rejected):
+        leaf = _leaf_info(result, presented_leaf)
+        return (certificate_facts(leaf) if leaf else None), result.reason
+    return identity_facts(result.identity), (refusal[0] if refusal is not None else None)
+
+
 def device_verified(
     result: ValidationResult,
     presented_leaf: x509.Certificate | None,
@@ -165,6 +197,43 @@ def device_verified(
     command), ``context`` more ``deviceTrust`` members (``intake``, ``device``), and
     ``refusal`` a later layer's refusal of a chain that validated (DEVICE_SUSPENDED).
     """
+    device_trust = device_trust_object(result, presented_leaf, context=context, refusal=refusal)
+    certificate = device_trust["certificate"]
+    debug = _debug(result, presented_leaf, at, generation, extra)
+    if isinstance(result, Rejected):
+        debug["detail"] = result.detail
+        debug["culprit"] = _culprit(result.culprit) if result.culprit else None
+        subject = certificate["subjectDn"] if certificate else "an unreadable certificate"
+        message = f"Device certificate rejected ({result.reason.value}): {subject}"
+        outcome, severity = Outcome(Result.FAILURE, result.reason), Severity.WARN
+    elif refusal is not None:
+        code, debug["detail"] = refusal
+        message = f"Device refused ({code.value}): {result.identity.subject_dn}"
+        outcome, severity = Outcome(Result.FAILURE, code), Severity.WARN
+    else:
+        message = _verified_message(result)
+        outcome, severity = Outcome(Result.SUCCESS), Severity.INFO
+    return Event(
+        event_type=EventType.DEVICE_TRUST_VERIFY,
+        display_message=message,
+        outcome=outcome,
+        actor=actor,
+        severity=severity,
+        targets=_certificate_target(certificate),
+        client=client or Client(),
+        authentication_context=dict(CREDENTIAL),
+        device_trust=device_trust,
+        debug_data=debug,
+    )
+
+
+def _debug(
+    result: ValidationResult,
+    presented_leaf: x509.Certificate | None,
+    at: dt.datetime | None,
+    generation: int | None,
+    extra: Mapping[str, Any] | None,
+) -> dict[str, Any]:
     debug: dict[str, Any] = {
         "trustSource": "store",
         "authorityKeyId": _authority_key_id(presented_leaf),
@@ -172,65 +241,33 @@ def device_verified(
         **({"trustStoreGeneration": generation} if generation is not None else {}),
         **(extra or {}),
     }
+    if result.revocation is not None and result.revocation.fail_open:
+        debug["revocationFailOpen"] = True
+    if not isinstance(result, Rejected):
+        debug["chain"] = list(_subjects(result.chain))
+    return debug
+
+
+def _verified_message(result: Verified) -> str:
     revocation = result.revocation
     if revocation is not None and revocation.fail_open:
-        debug["revocationFailOpen"] = True
-    if isinstance(result, Rejected):
-        leaf = _leaf_info(result, presented_leaf)
-        certificate = certificate_facts(leaf) if leaf else None
-        debug["detail"] = result.detail
-        debug["culprit"] = _culprit(result.culprit) if result.culprit else None
-        outcome = Outcome(Result.FAILURE, result.reason)
-        severity = Severity.WARN
-        subject = leaf.subject_dn if leaf else "an unreadable certificate"
-        message = f"Device certificate rejected ({result.reason.value}): {subject}"
-        verified, reason = False, result.reason.value
-    else:
-        certificate = identity_facts(result.identity)
-        debug["chain"] = list(_subjects(result.chain))
-        outcome = Outcome(Result.SUCCESS)
-        severity = Severity.INFO
-        message = f"Device certificate verified: {result.identity.subject_dn}"
-        if revocation is not None and revocation.fail_open:
-            message = (
-                f"Device certificate verified (revocation {revocation.status.value}, "
-                f"allowed by fail-open): {result.identity.subject_dn}"
-            )
-        verified, reason = True, None
-        if refusal is not None:
-            code, detail = refusal
-            debug["detail"] = detail
-            outcome = Outcome(Result.FAILURE, code)
-            severity = Severity.WARN
-            message = f"Device refused ({code.value}): {result.identity.subject_dn}"
-            verified, reason = False, code.value
-    targets: tuple[Target, ...] = ()
-    if certificate is not None:
-        targets = (
-            Target(
-                certificate["sha256Thumbprint"],
-                CERTIFICATE_TARGET,
-                certificate["subjectDn"],
-                certificate["serialNumber"],
-            ),
+        return (
+            f"Device certificate verified (revocation {revocation.status.value}, "
+            f"allowed by fail-open): {result.identity.subject_dn}"
         )
-    return Event(
-        event_type=EventType.DEVICE_TRUST_VERIFY,
-        display_message=message,
-        outcome=outcome,
-        actor=actor,
-        severity=severity,
-        targets=targets,
-        client=client or Client(),
-        authentication_context=dict(CREDENTIAL),
-        device_trust={
-            "verified": verified,
-            "reason": reason,
-            "certificate": certificate,
-            "revocation": revocation.to_dict() if revocation is not None else None,
-            **(context or {}),
-        },
-        debug_data=debug,
+    return f"Device certificate verified: {result.identity.subject_dn}"
+
+
+def _certificate_target(certificate: Mapping[str, Any] | None) -> tuple[Target, ...]:
+    if certificate is None:
+        return ()
+    return (
+        Target(
+            certificate["sha256Thumbprint"],
+            CERTIFICATE_TARGET,
+            certificate["subjectDn"],
+            certificate["serialNumber"],
+        ),
     )
 
 

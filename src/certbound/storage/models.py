@@ -145,9 +145,12 @@ class LogChain(Base):
 
 
 class ApiToken(Base):
-    """An admin API token: only a hash of its secret is kept."""
+    """An admin API token: only a hash of its secret is kept. ``admin_id``: the admin it
+    belongs to (None: a token made before admins existed); ``cert_sha256``: the SHA-256
+    thumbprint of the client certificate it is bound to (None: unbound)."""
 
     __tablename__ = "api_tokens"
+    __table_args__ = (Index("ix_api_tokens_admin", "admin_id"),)
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     name: Mapped[str] = mapped_column(String(200), nullable=False)
@@ -157,6 +160,8 @@ class ApiToken(Base):
     expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    admin_id: Mapped[str | None] = mapped_column(String(40), ForeignKey("admins.id"))
+    cert_sha256: Mapped[str | None] = mapped_column(String(64))
 
 
 class CARevocation(Base):
@@ -373,3 +378,91 @@ class RevokedToken(Base):
     client_id: Mapped[str] = mapped_column(String(256), nullable=False)
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
     revoked_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+# --- sign-on policies (certbound.policy) --------------------------------------------------
+
+
+class PolicyRow(Base):
+    """A sign-on policy; ``revision`` moves on every change of it, its rules or its apps."""
+
+    __tablename__ = "policies"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(256), nullable=False, unique=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    is_default: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    revision: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    created: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    updated: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class PolicyRuleRow(Base):
+    """One rule of a policy at its 1-based ``position`` (the catch-all is the last);
+    ``conditions`` is the rule's conditions as JSON (``Conditions.to_dict``)."""
+
+    __tablename__ = "policy_rules"
+    __table_args__ = (Index("ix_policy_rules_policy_position", "policy_id", "position"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    policy_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("policies.id", ondelete="CASCADE"), nullable=False
+    )
+    position: Mapped[int] = mapped_column(Integer, nullable=False)
+    name: Mapped[str] = mapped_column(String(256), nullable=False)
+    action: Mapped[str] = mapped_column(String(8), nullable=False)
+    conditions: Mapped[str] = mapped_column(Text, nullable=False)
+    catch_all: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+
+
+class PolicyAppRow(Base):
+    """An app's policy: at most one per app; an app without a row uses the default policy."""
+
+    __tablename__ = "policy_apps"
+    __table_args__ = (Index("ix_policy_apps_policy", "policy_id"),)
+
+    app_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("apps.id", ondelete="CASCADE"), primary_key=True
+    )
+    policy_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("policies.id", ondelete="CASCADE"), nullable=False
+    )
+
+
+class NetworkZoneRow(Base):
+    """A named set of IPv4 and IPv6 networks (``cidrs``: a JSON list) policies refer to."""
+
+    __tablename__ = "network_zones"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(256), nullable=False, unique=True)
+    cidrs: Mapped[str] = mapped_column(Text, nullable=False)
+    created: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    updated: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class PolicyState(Base):
+    """One row: a generation bumped by every change to policies, rules, app assignments or
+    zones, so every instance notices a change made elsewhere with one small query."""
+
+    __tablename__ = "policy_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    generation: Mapped[int] = mapped_column(_SEQ, nullable=False, default=0)
+
+
+# --- admin accounts (certbound.admin) -----------------------------------------------------
+
+
+class AdminRow(Base):
+    """An admin of Certbound itself: its role decides what its API tokens may do."""
+
+    __tablename__ = "admins"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    username: Mapped[str] = mapped_column(String(256), nullable=False, unique=True)
+    email: Mapped[str | None] = mapped_column(String(320))
+    role: Mapped[str] = mapped_column(String(32), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    created: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    updated: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)

@@ -14,6 +14,13 @@ allowed staleness are the issuing CA's revocation settings now (they may have ch
 A device allowed although its revocation status was unknown (a fail-open allow) is explained
 as such, by the revocation layer.
 
+A sign-on refused by a policy (POLICY_NOT_MATCHED, POLICY_DENIED, on a token request or a
+``policy.evaluate_sign_on``) is explained from its ``policyEvaluationDetail``: the policy, the
+rule that matched, the rule the admin probably meant (the first NOT_MATCHED ALLOW rule with
+the fewest failed conditions) and the conditions it failed; given the policies as they are
+now (``explain(..., policies=...)``), also the earlier rule that shadows it
+(:func:`certbound.policy.analysis.analyse`).
+
 The deciding layer is the reason code's layer (``certbound.errors``), except for
 trust-store events (``security.trust.ca.*``, ``pki.ca.expiration.warn``), which the
 upload layer decides whatever their code (an upload refused with CA_EXPIRED or
@@ -38,6 +45,8 @@ from certbound.pki.certificate import CertificateInfo
 from certbound.pki.revocation_policy import RevocationPolicy
 from certbound.pki.revocation_policy import load as load_policy
 from certbound.pki.truststore import chain_of
+from certbound.policy.analysis import SHADOWED, KnownIds, analyse
+from certbound.policy.model import Action, Policy
 from certbound.storage.database import Database
 from certbound.storage.models import CertificateAuthority, LogEvent
 from certbound.syslog.events import EventType, Result
@@ -219,6 +228,7 @@ class _Facts:
     event: Mapping[str, Any]
     store: list[StoredCertificate]
     now: dt.datetime
+    policies: Mapping[str, Policy] = field(default_factory=dict)
 
     @property
     def debug(self) -> Mapping[str, Any]:
@@ -758,7 +768,95 @@ def _token_refused(f: _Facts) -> tuple[list[str], dict[str, Any]]:
     return lines, {"client": client, "oauthError": debug.get("error")}
 
 
+def _meant(verdicts: list[Mapping[str, Any]], policy: Policy | None) -> Mapping[str, Any] | None:
+    """The rule the admin probably meant: the first NOT_MATCHED ALLOW rule with the fewest
+    failed conditions (any NOT_MATCHED rule when the policy, and so the actions, is gone)."""
+    best: Mapping[str, Any] | None = None
+    for verdict in verdicts:
+        if verdict.get("verdict") != "NOT_MATCHED":
+            continue
+        rule = policy.rule(str(verdict.get("id"))) if policy is not None else None
+        if policy is not None and (rule is None or rule.action is not Action.ALLOW):
+            continue
+        failed = len(verdict.get("failedConditions") or [])
+        if best is None or failed < len(best.get("failedConditions") or []):
+            best = verdict
+    return best
+
+
+def _shadowing(policy: Policy | None, rule_id: str) -> str | None:
+    """The id of the earlier rule that shadows ``rule_id`` in the policy as it is now."""
+    if policy is None:
+        return None
+    none = frozenset[str]()
+    known = KnownIds(none, none, none, none)
+    for finding in analyse(policy, known=known, apps_requiring_device_trust=none):
+        if finding.kind == SHADOWED and finding.rule_id == rule_id:
+            return finding.shadowed_by
+    return None
+
+
+def _rule_name(policy: Policy | None, verdicts: list[Mapping[str, Any]], rule_id: str) -> str:
+    rule = policy.rule(rule_id) if policy is not None else None
+    if rule is not None:
+        return f"{rule.name!r} ({rule.id}, {rule.action.value})"
+    named = next((v.get("name") for v in verdicts if v.get("id") == rule_id), None)
+    return f"{named!r} ({rule_id})"
+
+
+def _policy_refused(f: _Facts) -> tuple[list[str], dict[str, Any]]:
+    """A sign-on a policy refused: the matched rule, the rule meant, what it failed, and
+    what shadows it."""
+    detail = _obj(f.event, "policyEvaluationDetail")
+    verdicts = [v for v in detail.get("rules") or [] if isinstance(v, Mapping)]
+    policy_id = str(detail.get("policyId"))
+    policy = f.policies.get(policy_id)
+    matched = str(detail.get("matchedRuleId"))
+    lines = [
+        f"The sign-on policy {detail.get('policyName')!r} ({policy_id}) decided "
+        f"{detail.get('decision')}: rule {_rule_name(policy, verdicts, matched)} matched."
+    ]
+    if detail.get("reason") == ReasonCode.POLICY_NOT_MATCHED.value:
+        lines.append("That is the catch-all: no rule above it matched, and it denies.")
+    meant = _meant(verdicts, policy)
+    found: dict[str, Any] = {"policyId": policy_id, "matchedRuleId": matched}
+    if meant is None:
+        lines.append("No ALLOW rule was tried before it.")
+        return lines, found
+    meant_id = str(meant.get("id"))
+    failed = [str(c) for c in meant.get("failedConditions") or []]
+    lines.append(
+        f"The rule probably meant is {_rule_name(policy, verdicts, meant_id)} (priority "
+        f"{meant.get('priority')}); it failed: {', '.join(failed) or 'nothing'}."
+    )
+    shadow = _shadowing(policy, meant_id)
+    if shadow is not None:
+        lines.append(
+            f"Rule {_rule_name(policy, verdicts, shadow)} above it matches every request it "
+            "would match: move it below, or narrow it (certbound doctor)."
+        )
+    lines += _device_lines(_obj(detail, "request"), failed)
+    found.update(meantRuleId=meant_id, failedConditions=failed, shadowedBy=shadow)
+    return lines, found
+
+
+def _device_lines(request: Mapping[str, Any], failed: list[str]) -> list[str]:
+    if not any(c == "deviceTrust" or c.startswith("certificate") for c in failed):
+        return []
+    if request.get("deviceVerified"):
+        return ["The device was verified, but its certificate did not meet the rule."]
+    reason = request.get("deviceReason") or "no verified certificate"
+    return [f"The device was not verified ({reason}); check it with certbound diagnose."]
+
+
+def _token_policy_refused(f: _Facts) -> tuple[list[str], dict[str, Any]]:
+    first, found = _token_refused(f)
+    more, policy = _policy_refused(f)
+    return first + more, {**found, **policy}
+
+
 _Explainer = Callable[[_Facts], tuple[list[str], dict[str, Any]]]
+_POLICY_CODES = frozenset({ReasonCode.POLICY_NOT_MATCHED, ReasonCode.POLICY_DENIED})
 
 _DEVICE: dict[ReasonCode, _Explainer] = {
     ReasonCode.UNKNOWN_CA: _unknown_ca,
@@ -792,7 +890,9 @@ def _explainer(event_type: str, result: str | None, reason: ReasonCode | None) -
     if event_type == EventType.SECURITY_TRUST_CA_REMOVE.value:
         return lambda f: _ca_missing(f, "removed")
     if event_type == EventType.APP_OAUTH2_TOKEN_GRANT.value:
-        return _token_refused
+        return _token_policy_refused if reason in _POLICY_CODES else _token_refused
+    if reason in _POLICY_CODES:
+        return _policy_refused
     return _DEVICE.get(reason, _culprit_detail)
 
 
@@ -813,9 +913,14 @@ def deciding_layer(
 
 
 def explain(
-    event: Mapping[str, Any], store: list[StoredCertificate], now: dt.datetime
+    event: Mapping[str, Any],
+    store: list[StoredCertificate],
+    now: dt.datetime,
+    *,
+    policies: Mapping[str, Policy] | None = None,
 ) -> Explanation:
-    """Explain one stored event (its JSON) against the trust store's certificates now."""
+    """Explain one stored event (its JSON) against the trust store's certificates now
+    (``policies``: the sign-on policies now, by id, for a policy's refusal)."""
     outcome = _obj(event, "outcome")
     reason_text = outcome.get("reason")
     result = outcome.get("result")
@@ -824,7 +929,8 @@ def explain(
     except ValueError:  # a code from a newer Certbound: explain what the event says
         reason = None
     event_type = str(event.get("eventType"))
-    lines, found = _explainer(event_type, result, reason)(_Facts(event, store, now))
+    facts = _Facts(event, store, now, policies or {})
+    lines, found = _explainer(event_type, result, reason)(facts)
     fail_open = reason is None and fail_open_allow(event)
     if reason is not None:
         meaning, fix = reason.meaning, reason.fix

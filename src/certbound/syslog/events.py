@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-import os
-import threading
-import uuid as uuid_mod
 from dataclasses import dataclass, field
 from typing import Any
 
 from certbound.clock import format_rfc3339
 from certbound.errors import ReasonCode
+from certbound.randomness import time_ordered_uuid
 
 EVENT_VERSION = "0"
 
@@ -55,6 +53,21 @@ class EventType(enum.StrEnum):
     SECURITY_SIGNING_KEY_ROTATE = "security.signing_key.rotate"
     SECURITY_SIGNING_KEY_RETIRE = "security.signing_key.retire"
     USER_AUTHENTICATION_VERIFY = "user.authentication.verify"
+    POLICY_EVALUATE_SIGN_ON = "policy.evaluate_sign_on"
+    POLICY_LIFECYCLE_CREATE = "policy.lifecycle.create"
+    POLICY_LIFECYCLE_UPDATE = "policy.lifecycle.update"
+    POLICY_LIFECYCLE_DELETE = "policy.lifecycle.delete"
+    POLICY_RULE_CREATE = "policy.rule.create"
+    POLICY_RULE_UPDATE = "policy.rule.update"
+    POLICY_RULE_DELETE = "policy.rule.delete"
+    POLICY_RULE_REORDER = "policy.rule.reorder"
+    ZONE_LIFECYCLE_CREATE = "zone.lifecycle.create"
+    ZONE_LIFECYCLE_UPDATE = "zone.lifecycle.update"
+    ZONE_LIFECYCLE_DELETE = "zone.lifecycle.delete"
+    ADMIN_ACCESS_DENY = "admin.access.deny"
+    ADMIN_ACCOUNT_CREATE = "admin.account.create"
+    ADMIN_ACCOUNT_UPDATE = "admin.account.update"
+    ADMIN_ACCOUNT_DEACTIVATE = "admin.account.deactivate"
 
 
 class Severity(enum.StrEnum):
@@ -125,27 +138,6 @@ class Outcome:
         return {"result": self.result.value, "reason": self.reason.value if self.reason else None}
 
 
-class _UuidSource:
-    """Random (version 4) UUIDs from ``os.urandom`` read 4 KiB at a time: one system call
-    per 256 events instead of one each (the call cost more than the rest of the UUID)."""
-
-    _BATCH = 256
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._pool = b""
-
-    def __call__(self) -> str:
-        with self._lock:
-            if not self._pool:
-                self._pool = os.urandom(16 * self._BATCH)
-            raw, self._pool = self._pool[:16], self._pool[16:]
-        return str(uuid_mod.UUID(bytes=raw, version=4))
-
-
-new_uuid = _UuidSource()
-
-
 @dataclass(frozen=True, slots=True)
 class Event:
     """One System Log event. ``device_trust`` and ``policy_evaluation`` hold the JSON objects
@@ -164,7 +156,7 @@ class Event:
     device_trust: dict[str, Any] | None = None
     policy_evaluation: dict[str, Any] | None = None
     debug_data: dict[str, Any] = field(default_factory=dict)
-    uuid: str = field(default_factory=new_uuid)
+    uuid: str = field(default_factory=time_ordered_uuid)
     published: dt.datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:

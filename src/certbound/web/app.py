@@ -7,6 +7,11 @@
 - ``GET /api/v1/logs``: the System Log (:mod:`certbound.web.logs`), bearer API token required;
 - ``GET /api/v1/intake/echo``: what Certbound saw of the request's device
   (:mod:`certbound.web.intake`);
+- ``POST /api/v1/policies/simulate``: a sign-on simulated against the app's policy or a
+  draft (:mod:`certbound.web.policies`), bearer API token required;
+- the admin API under ``/api/v1/`` (:mod:`certbound.web.api`: CAs, policies and rules,
+  apps, users, groups, devices, admins, tokens, ``openapi.json``), every route role-checked
+  against :mod:`certbound.admin.roles`;
 - OAuth: ``POST /oauth2/v1/token``, ``/introspect``, ``/revoke`` (:mod:`certbound.web.oauth`),
   ``GET``/``POST /oauth2/v1/authorize`` (the login page: :mod:`certbound.web.authorize`),
   ``GET /oauth2/v1/keys`` and the RFC 8414 / OpenID discovery documents
@@ -14,8 +19,11 @@
 
 The app owns, for its lifetime: one :class:`~certbound.syslog.recorder.EventRecorder` (the
 lifespan closes it, flushing queued events); the device-trust engine (validator, revocation
-checker with its CRL refresher thread, device registry: :func:`device_trust`); the System
-Log retention job
+checker with its CRL refresher thread, device registry: :func:`device_trust`); the sign-on
+policies (:class:`~certbound.policy.store.CompiledPolicies`, evaluated by the token endpoint
+and the login page through one :class:`~certbound.policy.simulate.SignOn`, and simulated by
+a :class:`~certbound.policy.simulate.Simulator` whose revocation checker records no event);
+the System Log retention job
 (:class:`~certbound.syslog.retention.RetentionJob`: every hour, events older than
 ``log_retention_days`` are purged); and, when it was not given one, its database.
 Only this package speaks HTTP; the handlers in :mod:`certbound.web.problem` turn errors
@@ -41,6 +49,7 @@ from certbound.devices.mapping import MappingRules
 from certbound.devices.registry import DeviceRegistry
 from certbound.devices.trust import DeviceTrust
 from certbound.directory.apps import Apps
+from certbound.directory.groups import Groups
 from certbound.intake.proxies import TrustedProxies
 from certbound.intake.resolve import Intake
 from certbound.oauth.client_auth import ClientAuthenticator
@@ -50,10 +59,12 @@ from certbound.oauth.token_endpoint import TokenEndpoint, TokenSettings
 from certbound.pki.revocation import RevocationChecker, stored_policies
 from certbound.pki.truststore import TrustStore
 from certbound.pki.validation import Validator
+from certbound.policy.simulate import SignOn, Simulator
+from certbound.policy.store import CompiledPolicies
 from certbound.storage.database import Database
 from certbound.syslog.recorder import EventRecorder
 from certbound.syslog.retention import RetentionJob
-from certbound.web import authorize, discovery, intake, logs, oauth
+from certbound.web import api, authorize, discovery, intake, logs, oauth, policies
 from certbound.web.problem import EXCEPTION_HANDLERS, problem
 
 OAUTH_PATHS = ("/oauth2/v1/token", "/oauth2/v1/introspect", "/oauth2/v1/revoke")
@@ -95,6 +106,17 @@ def device_trust(
     return DeviceTrust(validator, DeviceRegistry(db, clock, mapping), recorder)
 
 
+def simulator(
+    settings: Settings, db: Database, clock: Clock, compiled: CompiledPolicies
+) -> tuple[Simulator, RevocationChecker]:
+    """The simulator of ``POST /api/v1/policies/simulate``: its own validator over the
+    trust store, whose revocation checker records no event (close the checker at exit)."""
+    checker = RevocationChecker(db, clock)
+    store = TrustStore(db, clock, settings.ca_expiry_warning_days)
+    validator = Validator(store, clock, revocation=checker, policies=stored_policies(db))
+    return Simulator(db, clock, validator, compiled), checker
+
+
 def create_app(
     settings: Settings,
     *,
@@ -125,6 +147,14 @@ def create_app(
         )
         checker = RevocationChecker(db, clock, recorder=recorder)
         app.state.recorder = recorder
+        app.state.device_trust = device_trust(
+            settings, db, clock=clock, recorder=recorder, checker=checker, mapping=mapping
+        )
+        compiled = CompiledPolicies(db, clock)
+        app.state.sign_on = SignOn(
+            compiled, app.state.device_trust.validator.anchors, Groups(db, clock).group_ids_of
+        )
+        app.state.simulator, simulation_checker = simulator(settings, db, clock, compiled)
         app.state.token_endpoint = TokenEndpoint(
             app.state.client_authenticator,
             app.state.signing_keys,
@@ -132,9 +162,7 @@ def create_app(
             clock,
             TokenSettings(settings.issuer_url, settings.access_token_seconds),
             user_grants=app.state.user_grants,
-        )
-        app.state.device_trust = device_trust(
-            settings, db, clock=clock, recorder=recorder, checker=checker, mapping=mapping
+            sign_on=app.state.sign_on,
         )
         checker.start_refresher()
         retention.start()
@@ -143,19 +171,22 @@ def create_app(
         finally:
             retention.stop()
             app.state.device_trust.registry.flush()
+            simulation_checker.close()
             checker.close()
             recorder.close()
             if owns_database:
                 db.dispose()
 
     app = Starlette(
-        routes=[
+        routes=[  # the busiest routes first: Starlette tries them in order
+            *oauth.ROUTES,
+            *intake.ROUTES,
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             *logs.ROUTES,
-            *intake.ROUTES,
+            *policies.ROUTES,
+            *api.ROUTES,
             *discovery.ROUTES,
-            *oauth.ROUTES,
             *authorize.ROUTES,
         ],
         exception_handlers=dict(EXCEPTION_HANDLERS),

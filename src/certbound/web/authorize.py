@@ -16,6 +16,12 @@ browser's ``cb_login`` cookie under the server secret, valid 10 minutes; anythin
 was wrong (401), so the page does not tell which usernames exist. A success redirects (302)
 to ``redirect_uri?code=...&state=...``. Every attempt is a ``user.authentication.verify``
 event with the request's ``deviceTrust`` when the browser presented a certificate.
+
+Once the password matched, the app's sign-on policy decides (:mod:`certbound.policy`: the
+user, their groups, the browser's device-trust verdict and certificate, its IP address, the
+time): the decision is a ``policy.evaluate_sign_on`` event (ALLOW or DENY) and the
+``policyEvaluationDetail`` of the ``user.authentication.verify`` event too. A DENY shows the
+page again (403) with the reason code (POLICY_DENIED, POLICY_NOT_MATCHED) and issues no code.
 """
 
 from __future__ import annotations
@@ -31,8 +37,9 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from certbound.clock import Clock
+from certbound.devices.trust import TrustDecision
 from certbound.directory.apps import Apps
-from certbound.directory.users import MAX_USERNAME_LENGTH, Users
+from certbound.directory.users import MAX_USERNAME_LENGTH, User, Users
 from certbound.errors import ReasonCode
 from certbound.oauth import events
 from certbound.oauth.authorization_code import (
@@ -51,8 +58,11 @@ from certbound.oauth.login_throttle import LoginThrottle
 from certbound.oauth.refresh import RefreshTokens
 from certbound.oauth.rfc8414 import AUTHORIZE
 from certbound.oauth.token_endpoint import UserGrants
+from certbound.policy import events as policy_events
+from certbound.policy.engine import PolicyDecision
+from certbound.policy.simulate import DeviceContext, SignOn
 from certbound.storage.database import Database
-from certbound.syslog.events import Client
+from certbound.syslog.events import Actor, Client
 from certbound.web.oauth import read_form, request_device
 
 COOKIE = "cb_login"
@@ -221,16 +231,59 @@ async def _sign_in(
             request, checked, browser, username=username, status=401, error=SIGN_IN_FAILED
         )
     throttle.succeeded(username)
-    codes: AuthorizationCodes = state.authorization_codes
-    clock: Clock = state.clock
-    code = await run_in_threadpool(codes.issue, checked, user.id, clock.now())
+    verdict = await _sign_on_policy(request, checked, user, decision, client)
+    detail = verdict.to_dict()
+    target = events.app_target(checked.app)
+    actor = Actor(user.id, events.USER_TYPE, user.username, user.display_name)
+    state.recorder.record(
+        policy_events.sign_on_evaluated(
+            verdict, actor=actor, app_target=target, http_client=client, device=device,
+            detail=detail,
+        )
+    )  # fmt: skip
     state.recorder.record(
         events.user_signed_in(
             user.id, user.username, user.display_name,
-            app_target=events.app_target(checked.app), http_client=client, device=device,
+            app_target=target, http_client=client, device=device, policy=detail,
         )
     )  # fmt: skip
+    if not verdict.allowed:
+        return _login_page(
+            request, checked, browser, username=username, status=403, error=_denied(verdict)
+        )
+    codes: AuthorizationCodes = state.authorization_codes
+    clock: Clock = state.clock
+    code = await run_in_threadpool(codes.issue, checked, user.id, clock.now())
     return _code_redirect(checked, code)
+
+
+async def _sign_on_policy(
+    request: Request,
+    checked: AuthorizeRequest,
+    user: User,
+    trust: TrustDecision | None,
+    client: Client,
+) -> PolicyDecision:
+    """The app's sign-on policy on this user (and their groups) and browser."""
+    sign_on: SignOn = request.app.state.sign_on
+    clock: Clock = request.app.state.clock
+
+    def decide() -> PolicyDecision:
+        return sign_on.evaluate(
+            checked.app.id, DeviceContext.of(trust), at=clock.now(), ip=client.ip_address,
+            user_id=user.id, group_ids=sign_on.group_ids(user.id),
+        )  # fmt: skip
+
+    return await run_in_threadpool(decide)
+
+
+def _denied(decision: PolicyDecision) -> str:
+    reason = decision.reason.value if decision.reason else "POLICY_DENIED"
+    return (
+        f"Sign-in denied by the sign-on policy ({reason}): rule "
+        f"{decision.matched_rule_name!r} of {decision.policy_name!r} does not let this "
+        "account or device sign in here."
+    )
 
 
 def _lookup_name(username: str) -> str:

@@ -7,6 +7,10 @@ decided on the event loop from cached answers (a few microseconds); anything els
 validation, a CRL download, an OCSP request, a first sighting, the registry's periodic
 poll) is decided in a worker thread, so the event loop never waits for I/O.
 
+The decision is a ``device.trust.verify`` event of its own, unless the endpoint records it
+in the one event of its action (the token endpoint's ``app.oauth2.token.grant`` carries the
+same ``deviceTrust`` object): one event per decision.
+
 The echo endpoint needs no API token: it is the self-test a device, a proxy operator or
 ``certbound handshake`` calls to learn what Certbound saw: the intake path, whether the hop
 was trusted, the chain, the verdict, reason code and fix, the device, and the id of the
@@ -22,30 +26,46 @@ from starlette.routing import Route
 
 from certbound.devices.trust import DeviceTrust, TrustDecision
 from certbound.errors import WouldBlockError
+from certbound.intake.chain import Presented
 from certbound.intake.resolve import Intake
 from certbound.syslog.events import Client
 from certbound.web.responses import FastJSONResponse
 
 
-def _decide(request: Request, offline: bool = False) -> TrustDecision:
+def request_client(request: Request, presented: Presented) -> Client:
+    """The HTTP client of the request (its address as intake resolved it)."""
     intake: Intake = request.app.state.intake
-    trust: DeviceTrust = request.app.state.device_trust
     headers = request.headers
-    presented = intake.presented(request.scope, headers)
-    client = Client(
-        intake.client_address(request.scope, headers, presented), headers.get("user-agent")
-    )
-    return trust.evaluate(presented, client, offline=offline)
+    address = intake.client_address(request.scope, headers, presented)
+    return Client(address, headers.get("user-agent"))
 
 
-async def device_decision(request: Request) -> TrustDecision:
-    """The request's device-trust decision (decided and logged on first use)."""
+def presented_chain(request: Request) -> Presented:
+    """What the request presented (once per request)."""
+    presented: Presented | None = getattr(request.state, "presented", None)
+    if presented is None:
+        intake: Intake = request.app.state.intake
+        presented = intake.presented(request.scope, request.headers)
+        request.state.presented = presented
+    return presented
+
+
+def _decide(request: Request, offline: bool = False, record: bool = True) -> TrustDecision:
+    trust: DeviceTrust = request.app.state.device_trust
+    presented = presented_chain(request)
+    client = request_client(request, presented)
+    return trust.evaluate(presented, client, offline=offline, record=record)
+
+
+async def device_decision(request: Request, *, record: bool = True) -> TrustDecision:
+    """The request's device-trust decision (decided on first use; with ``record``, logged
+    as a ``device.trust.verify`` event)."""
     decision: TrustDecision | None = getattr(request.state, "device_decision", None)
     if decision is None:
         try:
-            decision = _decide(request, offline=True)
+            decision = _decide(request, True, record)
         except WouldBlockError:
-            decision = await run_in_threadpool(_decide, request)
+            decision = await run_in_threadpool(_decide, request, False, record)
         request.state.device_decision = decision
     return decision
 

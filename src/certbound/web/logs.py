@@ -9,8 +9,11 @@ appears only while more events match. :mod:`certbound.syslog.query` defines the 
 of every parameter and validates them; a bad filter is a 400 ``INVALID_FILTER``, any other
 bad parameter a 400 ``INVALID_QUERY`` (:mod:`certbound.web.problem`).
 
-``rel="self"`` is always present. Links are absolute URLs built from the request, keeping
-every other parameter and replacing ``after``.
+The caller needs an admin API token whose role holds ``logs.read`` (every role does;
+:func:`certbound.web.api.access.admit`: 401 without a usable token, 403 and an
+``admin.access.deny`` event without the permission). ``rel="self"`` is always present. Links
+are absolute URLs built from the request, keeping every other parameter and replacing
+``after``.
 
 Unlike Okta, an unknown or repeated parameter is a 400 (``INVALID_QUERY``), so a typo
 such as ``fliter=`` cannot silently return every event. The body is a JSON array of
@@ -26,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from certbound.admin.roles import Permission
 from certbound.clock import Clock
 from certbound.errors import ReasonCode
 from certbound.storage.database import Database
@@ -38,10 +42,11 @@ from certbound.syslog.query import (
     parse_instant,
     search,
 )
-from certbound.web.auth import authenticate
+from certbound.web.api.access import admit
 from certbound.web.problem import ApiError
 
 PARAMETERS = ("filter", "q", "since", "until", "limit", "after", "sortOrder")
+PATH = "/api/v1/logs"
 
 
 def _invalid(detail: str) -> ApiError:
@@ -100,7 +105,7 @@ def link_header(request: Request, page: LogPage) -> str:
 
 
 def list_logs(request: Request) -> Response:
-    authenticate(request)
+    admit(request, Permission.LOGS_READ, "GET", PATH)
     query = parse_query(request)
     database: Database = request.app.state.database
     clock: Clock = request.app.state.clock
@@ -109,4 +114,4 @@ def list_logs(request: Request) -> Response:
     return JSONResponse(page.events, headers=headers)
 
 
-ROUTES = [Route("/api/v1/logs", list_logs, methods=["GET"])]
+ROUTES = [Route(PATH, list_logs, methods=["GET"])]

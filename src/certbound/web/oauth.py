@@ -10,14 +10,18 @@ most 64 KiB, no repeated parameter: RFC 6749 section 3.2), its ``Authorization``
 its device trust (:func:`certbound.web.intake.device_decision`, evaluated when the request
 presented a certificate or a certificate header) become a
 :class:`~certbound.oauth.client_auth.ClientRequest` for the
-:class:`~certbound.oauth.token_endpoint.TokenEndpoint`, which runs in a worker thread. The
-answer is RFC 6749 JSON with ``Cache-Control: no-store``; a refusal keeps RFC 6749's error
-body (``error``, ``error_description``) and adds ``reason``, the reason code.
+:class:`~certbound.oauth.token_endpoint.TokenEndpoint`, with the decision's
+:class:`~certbound.policy.simulate.DeviceContext` for the app's sign-on policy. A known
+mTLS client is decided on the event loop from cached answers; anything that needs the
+database runs in a worker thread. The answer is RFC 6749 JSON with ``Cache-Control:
+no-store``; a refusal keeps RFC 6749's error body (``error``, ``error_description``) and
+adds ``reason``, the reason code.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -28,7 +32,6 @@ from starlette.routing import Route
 
 from certbound.devices.trust import TrustDecision
 from certbound.errors import ReasonCode, WouldBlockError
-from certbound.intake.resolve import Intake
 from certbound.oauth import events
 from certbound.oauth.client_auth import AuthenticatedClient, ClientAuthenticator, ClientRequest
 from certbound.oauth.errors import OAuthError
@@ -36,8 +39,9 @@ from certbound.oauth.refresh import RefreshTokens
 from certbound.oauth.rfc7662 import introspection, read_own_token
 from certbound.oauth.token_endpoint import TokenEndpoint
 from certbound.pki.validation import Verified
+from certbound.policy.simulate import DeviceContext
 from certbound.syslog.events import Client
-from certbound.web.intake import device_decision
+from certbound.web.intake import device_decision, presented_chain, request_client
 from certbound.web.responses import FastJSONResponse
 
 MAX_FORM_BYTES = 64 * 1024
@@ -71,13 +75,12 @@ async def read_form(request: Request) -> dict[str, str]:
     return form
 
 
-async def request_device(request: Request) -> TrustDecision | None:
+async def request_device(request: Request, *, record: bool = True) -> TrustDecision | None:
     """The request's device-trust decision, when it brought a certificate (or tried to)."""
-    intake: Intake = request.app.state.intake
-    presented = intake.presented(request.scope, request.headers)
+    presented = presented_chain(request)
     if not presented.certificates and presented.problem is None:
         return None
-    return await device_decision(request)
+    return await device_decision(request, record=record)
 
 
 def client_request(
@@ -103,26 +106,25 @@ def _error(error: OAuthError) -> Response:
 
 
 async def token(request: Request) -> Response:
+    """The token endpoint: one ``app.oauth2.token.grant`` event per request, carrying the
+    device-trust decision (no separate ``device.trust.verify`` event)."""
     endpoint: TokenEndpoint = request.app.state.token_endpoint
     try:
         form = await read_form(request)
     except OAuthError as error:
         return _error(error)
-    decision = await request_device(request)
-    intake: Intake = request.app.state.intake
-    address = intake.client_address(
-        request.scope,
-        request.headers,
-        decision.presented if decision else intake.presented(request.scope, request.headers),
-    )
-    client = Client(address, request.headers.get("user-agent"))
+    decision = await request_device(request, record=False)
+    client = request_client(request, presented_chain(request))
     device = decision.device_trust if decision is not None else None
     asked = client_request(form, request, decision)
+    context = DeviceContext.of(decision)
     try:
         try:  # a known mTLS client: decided on the event loop, from cached answers
-            answer = endpoint.handle(asked, client, device, offline=True)
+            answer = endpoint.handle(asked, client, device, offline=True, device_context=context)
         except WouldBlockError:
-            answer = await run_in_threadpool(endpoint.handle, asked, client, device)
+            answer = await run_in_threadpool(
+                endpoint.handle, asked, client, device, device_context=context
+            )
     except OAuthError as error:
         return _error(error)
     return FastJSONResponse(answer.to_dict(), headers=NO_STORE)
@@ -133,12 +135,7 @@ async def _authenticated(request: Request) -> tuple[dict[str, str], Any, Client]
     revocation request (OAuthError when the client does not authenticate)."""
     form = await read_form(request)
     decision = await request_device(request)
-    intake: Intake = request.app.state.intake
-    presented = decision.presented if decision else intake.presented(request.scope, request.headers)
-    client = Client(
-        intake.client_address(request.scope, request.headers, presented),
-        request.headers.get("user-agent"),
-    )
+    client = request_client(request, presented_chain(request))
     authenticator: ClientAuthenticator = request.app.state.client_authenticator
     caller = await run_in_threadpool(
         authenticator.authenticate, client_request(form, request, decision)
@@ -149,15 +146,17 @@ async def _authenticated(request: Request) -> tuple[dict[str, str], Any, Client]
 
 
 async def introspect(request: Request) -> Response:
-    """RFC 7662: any authenticated client may introspect; ``cnf`` is included."""
+    """RFC 7662: any authenticated client may introspect an access token or a refresh
+    token; ``cnf`` is included."""
     try:
         form, _caller, _client = await _authenticated(request)
     except OAuthError as error:
         return _error(error)
     state = request.app.state
     body = await run_in_threadpool(
-        introspection, form["token"], state.signing_keys, state.revocations,
-        state.settings.issuer_url, state.clock.now(),
+        partial(introspection, refresh=getattr(state, "refresh_tokens", None)),
+        form["token"], state.signing_keys, state.revocations, state.settings.issuer_url,
+        state.clock.now(),
     )  # fmt: skip
     return FastJSONResponse(body, headers=NO_STORE)
 

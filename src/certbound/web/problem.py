@@ -10,6 +10,9 @@ the catalogue. Routes raise exceptions; the handlers here turn them into respons
 - :class:`~certbound.admin.tokens.AuthError` -> 401 with ``WWW-Authenticate: Bearer``;
 - :class:`~certbound.syslog.filter.FilterError` -> 400 ``INVALID_FILTER``;
 - :class:`~certbound.syslog.query.QueryError` -> 400 ``INVALID_QUERY``;
+- any other :class:`~certbound.errors.CertboundError` (a library's refusal) -> the status
+  :func:`status_of` gives its reason code: 404 for an unknown id, 409 for a conflict with
+  what is stored, 413 for an upload too large, 403 ``FORBIDDEN_ROLE``, else 400;
 - Starlette's ``HTTPException`` (404, 405) -> its status, without a reason code;
 - a database that cannot be reached (SQLAlchemy ``OperationalError``) -> 503 with
   ``Retry-After``, without a reason code;
@@ -80,6 +83,56 @@ def problem(
     return JSONResponse(body, status, headers=response_headers, media_type=PROBLEM_JSON)
 
 
+NOT_FOUND = frozenset(
+    {
+        ReasonCode.CA_NOT_FOUND,
+        ReasonCode.DEVICE_NOT_FOUND,
+        ReasonCode.POLICY_NOT_FOUND,
+        ReasonCode.RULE_NOT_FOUND,
+        ReasonCode.ZONE_NOT_FOUND,
+        ReasonCode.USER_NOT_FOUND,
+        ReasonCode.GROUP_NOT_FOUND,
+        ReasonCode.APP_NOT_FOUND,
+        ReasonCode.ADMIN_NOT_FOUND,
+        ReasonCode.TOKEN_NOT_FOUND,
+        ReasonCode.SIGNING_KEY_NOT_FOUND,
+    }
+)
+CONFLICT = frozenset(
+    {
+        ReasonCode.NAME_TAKEN,
+        ReasonCode.DUPLICATE_CA,
+        ReasonCode.CA_SUBJECT_CONFLICT,
+        ReasonCode.CATCH_ALL_RULE_FIXED,
+        ReasonCode.DEVICE_DEACTIVATED,
+        ReasonCode.SIGNING_KEY_ACTIVE,
+        ReasonCode.LAST_SUPER_ADMIN,
+    }
+)
+_STATUS = {
+    ReasonCode.UPLOAD_TOO_LARGE: 413,
+    ReasonCode.FORBIDDEN_ROLE: 403,
+    ReasonCode.AUTHENTICATION_REQUIRED: 401,
+    ReasonCode.INVALID_TOKEN: 401,
+}
+
+
+def status_of(reason: ReasonCode) -> int:
+    """The HTTP status of a library's refusal with this reason code."""
+    if reason in NOT_FOUND:
+        return 404
+    if reason in CONFLICT:
+        return 409
+    return _STATUS.get(reason, 400)
+
+
+def _certbound_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, CertboundError)
+    status = status_of(exc.reason)
+    headers = bearer_challenge(exc.reason) if status == 401 else None
+    return problem(status, exc.reason, exc.detail, headers)
+
+
 def _api_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     return problem(exc.status, exc.reason, exc.detail, exc.headers)
@@ -118,6 +171,7 @@ def _unexpected(_request: Request, _exc: Exception) -> Response:
 EXCEPTION_HANDLERS: Mapping[Any, ExceptionHandler] = {
     ApiError: _api_error,
     AuthError: _auth_error,
+    CertboundError: _certbound_error,
     FilterError: _filter_error,
     QueryError: _query_error,
     HTTPException: _http_error,
