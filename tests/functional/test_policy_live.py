@@ -52,7 +52,7 @@ def live(serve_tls: Callable[[str], Live]) -> Live:
     return server
 
 
-def token(live: Live, device: str) -> tuple[int, dict[str, Any]]:
+def token(live: Live, device: str | None) -> tuple[int, dict[str, Any]]:
     done = live.curl(
         device, "-u", f"web-app:{live.secret}", "-d", "grant_type=client_credentials",
         "-w", "\n%{http_code}", path="/oauth2/v1/token",
@@ -104,6 +104,37 @@ def test_the_classic_mistake_is_flagged_then_fixed(live: Live) -> None:
     assert "'Managed devices'" in explained and "certificate.san" in explained
 
 
+def test_a_broad_rule_above_the_unmanaged_device_block_is_fixed_by_moving_it(live: Live) -> None:
+    """The seed's rule-order failure: a broad ALLOW placed above the rule that blocks devices
+    without a verified certificate lets them in; moving the block back to the top (rule
+    order, first match wins) refuses them again, POLICY_DENIED."""
+    block = ("--name", "Block unmanaged devices", "--action", "DENY",
+             "--device-trust", "NOT_VERIFIED", "--priority", "1")  # fmt: skip
+    ok(live.cli("policy", "rule", "add", POLICY, *block))
+    assert _eventually(live, None, 403) == 403
+    assert token(live, None)[1]["reason"] == "POLICY_DENIED"
+    assert token(live, "good")[0] == 200
+
+    broad = live.cli("policy", "rule", "add", POLICY, "--name", "Engineering", "--action",
+                     "ALLOW", "--priority", "1")  # fmt: skip
+    ok(broad)
+    assert "SHADOWED" in broad.stderr and "'Block unmanaged devices'" in broad.stderr
+    doctor = live.cli("doctor")
+    assert doctor.returncode == 1 and "ERROR SHADOWED" in doctor.stdout, doctor.stdout
+    assert _eventually(live, None, 200) == 200  # no certificate, and a token all the same
+
+    ok(live.cli("policy", "rule", "move", POLICY, "Block unmanaged devices", "1"))
+    # The block is no longer shadowed (Engineering still shadows the mTLS rule: an error).
+    fixed = live.cli("doctor")
+    assert "rule 'Block unmanaged devices' (" not in fixed.stdout, fixed.stdout
+    assert _eventually(live, None, 403) == 403
+    denied = matching(live, lambda e: e["outcome"]["reason"] == "POLICY_DENIED")
+    detail = denied["policyEvaluationDetail"]
+    assert detail["matchedRuleName"] == "Block unmanaged devices"
+    assert [rule["verdict"] for rule in detail["rules"]][:2] == ["MATCHED", "NOT_EVALUATED"]
+    assert token(live, "good")[0] == 200
+
+
 def _cn_only(event: dict[str, Any]) -> bool:
     certificate = (event["deviceTrust"] or {}).get("certificate") or {}
     return "cn-only" in str(certificate.get("subjectDn"))
@@ -118,7 +149,7 @@ def matching(live: Live, wanted: Callable[[dict[str, Any]], bool]) -> dict[str, 
     return found[-1]
 
 
-def _eventually(live: Live, device: str, wanted: int) -> int:
+def _eventually(live: Live, device: str | None, wanted: int) -> int:
     """The token status for ``device`` once it is ``wanted`` (within the 2 s poll)."""
     deadline = time.monotonic() + 10
     while (status := token(live, device)[0]) != wanted:

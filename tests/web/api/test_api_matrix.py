@@ -31,7 +31,7 @@ from certbound.directory.users import Users
 from certbound.pki import devpki
 from certbound.pki.truststore import TrustStore
 from certbound.policy.model import Action, Conditions
-from certbound.policy.store import Policies
+from certbound.policy.store import Policies, Zones
 from certbound.storage.database import Database
 from certbound.web.api import ALLOW, DENY, OPERATIONS, PUBLIC, matrix
 
@@ -112,6 +112,8 @@ class Objects:
         self.group = Groups(database, clock).create("matrix-group").id
         self.device = api.device(pki.devices["good"].cert).id
         self.victim = Admins(database, clock).create("victim", Role.READ_ONLY_ADMIN).id
+        zone = Zones(database, clock).create("matrix zone", ["192.0.2.0/24"]).after
+        self.zone = zone.id  # type: ignore[union-attr]
         self.spares = {role: split_token(token)[0] for role, token in api.spares.items()}
 
     def pem(self, role: Role) -> str:
@@ -128,6 +130,7 @@ class Objects:
             "devices": self.device,
             "admins": self.victim,
             "tokens": self.spares[role],
+            "zones": self.zone,
         }
         segments = path.split("/")
         for i, segment in enumerate(segments):
@@ -165,6 +168,8 @@ def body(key: str, role: Role, pem: str) -> dict[str, Any] | None:
         "PATCH /api/v1/users/{id}": {"email": f"{name}@example.com"},
         "PATCH /api/v1/policies/{id}": {"description": name},
         "PATCH /api/v1/policies/{id}/rules/{ruleId}": {"name": name},
+        "POST /api/v1/zones": {"name": name, "cidrs": ["198.51.100.0/24"]},
+        "PUT /api/v1/zones/{id}": {"name": name, "cidrs": ["203.0.113.0/24"]},
     }
     method = key.split(" ", 1)[0]
     if key in bodies:

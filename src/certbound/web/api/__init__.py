@@ -26,6 +26,7 @@ from certbound.web.api import (
     policies,
     tokens,
     users,
+    zones,
 )
 from certbound.web.api.access import PUBLIC_ROUTES
 from certbound.web.api.operation import Operation, route
@@ -33,6 +34,7 @@ from certbound.web.api.operation import Operation, route
 OPERATIONS: tuple[Operation, ...] = (
     *cas.OPERATIONS,
     *policies.OPERATIONS,
+    *zones.OPERATIONS,
     *apps.OPERATIONS,
     *users.OPERATIONS,
     *groups.OPERATIONS,

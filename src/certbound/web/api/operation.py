@@ -48,7 +48,8 @@ NOT_FOUND = {
     "groups": ReasonCode.GROUP_NOT_FOUND,
     "devices": ReasonCode.DEVICE_NOT_FOUND,
     "admins": ReasonCode.ADMIN_NOT_FOUND,
-    "tokens": ReasonCode.INVALID_TOKEN,
+    "tokens": ReasonCode.TOKEN_NOT_FOUND,
+    "zones": ReasonCode.ZONE_NOT_FOUND,
 }
 
 
