@@ -25,13 +25,13 @@ from sqlalchemy.orm import Session
 
 from certbound.admin.roles import Role
 from certbound.clock import Clock, format_rfc3339
+from certbound.directory.users import checked_email, checked_username
 from certbound.errors import CertboundError, ReasonCode
 from certbound.storage.database import Database
 from certbound.storage.models import AdminRow, ApiToken
+from certbound.storage.references import find_by_reference
 
 ID_PREFIX = "adm_"
-MAX_USERNAME_LENGTH = 256
-MAX_EMAIL_LENGTH = 320
 
 
 class AdminStatus(enum.StrEnum):
@@ -77,30 +77,6 @@ def admin_of(row: AdminRow) -> Admin:
     )
 
 
-def invalid_admin(field: str, detail: str) -> CertboundError:
-    return CertboundError(ReasonCode.INVALID_USER, f"{field}: {detail}", {"field": field})
-
-
-def checked_username(username: str) -> str:
-    cleaned = username.strip()
-    if not cleaned or len(cleaned) > MAX_USERNAME_LENGTH:
-        raise invalid_admin("username", f"1 to {MAX_USERNAME_LENGTH} characters")
-    if any(c.isspace() or not c.isprintable() for c in cleaned):
-        raise invalid_admin("username", f"{username!r} holds spaces or control characters")
-    return cleaned
-
-
-def checked_email(email: str | None) -> str | None:
-    if email is None:
-        return None
-    local, at, domain = email.rpartition("@")
-    malformed = not at or not local or "." not in domain or domain.startswith(".")
-    bad_text = any(c.isspace() or not c.isprintable() for c in email)
-    if malformed or bad_text or len(email) > MAX_EMAIL_LENGTH:
-        raise invalid_admin("email", f"{email!r} is not an email address")
-    return email
-
-
 def not_found(ref: str) -> CertboundError:
     return CertboundError(
         ReasonCode.ADMIN_NOT_FOUND, f"no admin has the id or username {ref!r}", {"ref": ref}
@@ -109,16 +85,7 @@ def not_found(ref: str) -> CertboundError:
 
 def find(session: Session, ref: str) -> AdminRow | None:
     """The admin ``ref`` names: its id, its username, else its username in another case."""
-    text = ref.strip()
-    if text.startswith(ID_PREFIX):
-        row = session.get(AdminRow, text)
-        if row is not None:
-            return row
-    row = session.scalars(select(AdminRow).where(AdminRow.username == text)).first()
-    if row is None:
-        query = select(AdminRow).where(func.lower(AdminRow.username) == text.lower())
-        row = session.scalars(query.order_by(AdminRow.id)).first()
-    return row
+    return find_by_reference(session, AdminRow, AdminRow.username, ID_PREFIX, ref)
 
 
 def lookup(session: Session, ref: str) -> AdminRow:

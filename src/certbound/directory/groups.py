@@ -13,7 +13,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -25,6 +25,7 @@ from certbound.storage.database import Database
 from certbound.storage.models import Group as GroupRow
 from certbound.storage.models import GroupMember
 from certbound.storage.models import User as UserRow
+from certbound.storage.references import find_by_reference
 
 ID_PREFIX = "grp_"
 MAX_NAME_LENGTH = 256
@@ -63,16 +64,7 @@ def _invalid(field: str, detail: str) -> CertboundError:
 
 def find(session: Session, ref: str) -> GroupRow | None:
     """The group ``ref`` names: its id, its name, else its name in another case."""
-    text = ref.strip()
-    if text.startswith(ID_PREFIX):
-        row = session.get(GroupRow, text)
-        if row is not None:
-            return row
-    row = session.scalars(select(GroupRow).where(GroupRow.name == text)).first()
-    if row is None:
-        query = select(GroupRow).where(func.lower(GroupRow.name) == text.lower())
-        row = session.scalars(query.order_by(GroupRow.id)).first()
-    return row
+    return find_by_reference(session, GroupRow, GroupRow.name, ID_PREFIX, ref)
 
 
 def lookup(session: Session, ref: str) -> GroupRow:

@@ -20,7 +20,7 @@ from typing import Any, Final
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -29,6 +29,7 @@ from certbound.errors import CertboundError, ReasonCode
 from certbound.storage.database import Database
 from certbound.storage.models import GroupMember
 from certbound.storage.models import User as UserRow
+from certbound.storage.references import find_by_reference
 
 ID_PREFIX = "usr_"
 MAX_USERNAME_LENGTH = 256
@@ -91,7 +92,8 @@ def invalid_user(field: str, detail: str) -> CertboundError:
     return CertboundError(ReasonCode.INVALID_USER, f"{field}: {detail}", {"field": field})
 
 
-def _check_username(username: str) -> str:
+def checked_username(username: str) -> str:
+    """A username as stored (trimmed); INVALID_USER when empty, too long or unprintable."""
     cleaned = username.strip()
     if not cleaned or len(cleaned) > MAX_USERNAME_LENGTH:
         raise invalid_user("username", f"1 to {MAX_USERNAME_LENGTH} characters")
@@ -100,12 +102,14 @@ def _check_username(username: str) -> str:
     return cleaned
 
 
-def _check_email(email: str | None) -> str | None:
+def checked_email(email: str | None) -> str | None:
+    """An email address as stored; INVALID_USER when it is not one."""
     if email is None:
         return None
     local, at, domain = email.rpartition("@")
     malformed = not at or not local or "." not in domain or domain.startswith(".")
-    if malformed or len(email) > MAX_EMAIL_LENGTH or any(c.isspace() for c in email):
+    bad_text = any(c.isspace() or not c.isprintable() for c in email)
+    if malformed or bad_text or len(email) > MAX_EMAIL_LENGTH:
         raise invalid_user("email", f"{email!r} is not an email address")
     return email
 
@@ -135,16 +139,7 @@ def _not_found(ref: str) -> CertboundError:
 
 def find(session: Session, ref: str) -> UserRow | None:
     """The user ``ref`` names: its id, its username, else its username in another case."""
-    text = ref.strip()
-    if text.startswith(ID_PREFIX):
-        row = session.get(UserRow, text)
-        if row is not None:
-            return row
-    row = session.scalars(select(UserRow).where(UserRow.username == text)).first()
-    if row is None:
-        query = select(UserRow).where(func.lower(UserRow.username) == text.lower())
-        row = session.scalars(query.order_by(UserRow.id)).first()
-    return row
+    return find_by_reference(session, UserRow, UserRow.username, ID_PREFIX, ref)
 
 
 def lookup(session: Session, ref: str) -> UserRow:
@@ -182,8 +177,8 @@ class Users:
         now = self._clock.now()
         row = UserRow(
             id=ID_PREFIX + secrets.token_hex(8),
-            username=_check_username(username),
-            email=_check_email(email),
+            username=checked_username(username),
+            email=checked_email(email),
             display_name=_check_display_name(display_name),
             status=UserStatus.ACTIVE.value,
             password_hash=None,
@@ -241,7 +236,7 @@ class Users:
             row = lookup(session, ref)
             before = user_of(row)
             if not isinstance(email, _Unset):
-                row.email = _check_email(email)
+                row.email = checked_email(email)
             if not isinstance(display_name, _Unset):
                 row.display_name = _check_display_name(display_name)
             if user_of(row) != before:

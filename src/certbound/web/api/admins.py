@@ -15,8 +15,9 @@ from typing import Any
 from starlette.responses import Response
 
 from certbound.admin import events
-from certbound.admin.admins import MAX_EMAIL_LENGTH, MAX_USERNAME_LENGTH, Admin, Admins
+from certbound.admin.admins import Admin, Admins
 from certbound.admin.roles import ROLE_PERMISSIONS, Permission, Role
+from certbound.directory.users import MAX_EMAIL_LENGTH, MAX_USERNAME_LENGTH
 from certbound.web.api import pagination
 from certbound.web.api.body import Body, Field, Kind
 from certbound.web.api.operation import Call, Operation, json_response
