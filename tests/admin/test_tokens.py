@@ -133,6 +133,11 @@ def test_revoked_token_is_refused_and_revoking_twice_is_one_event(
     assert again.revoked_at == revoked.revoked_at
     types = [e.event_type for e in recorded.events]
     assert types == [EventType.SYSTEM_API_TOKEN_CREATE, EventType.SYSTEM_API_TOKEN_REVOKE]
+    # revoke_once tells the caller whether it was this call that revoked (the API records
+    # its own event from that, not from an earlier read)
+    _, fresh = tokens.create("fresh")
+    assert tokens.revoke_once(fresh.id)[1] is True
+    assert tokens.revoke_once(fresh.id)[1] is False
 
 
 def test_events_name_the_token_id_and_never_the_secret(

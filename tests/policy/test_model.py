@@ -4,6 +4,7 @@ naming the field at fault for every kind of bad input."""
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -21,7 +22,7 @@ from certbound.policy.model import (
     TimeWindow,
     Zone,
     check_rules,
-    glob_regex,
+    glob,
 )
 
 FULL_CONDITIONS: dict[str, Any] = {
@@ -155,12 +156,34 @@ def test_a_serial_written_twice_is_refused_once_normalised() -> None:
         ("*.acme.test", "acme.test", False),
         ("a.c", "abc", False),
         ("a**b", "ab", True),
+        ("*", "", True),
+        ("", "", True),
+        ("", "x", False),
+        ("a*", "A", True),
+        ("*b*", "abc", True),
+        ("*b*b", "abcb", True),
+        ("*b*b", "abc", False),
+        ("a*b*c", "aXbYc", True),
+        ("a*b*c", "acb", False),
+        ("ab*ba", "aba", False),
+        ("?*?", "x", False),
+        ("a*?*c", "abc", True),
     ],
 )
 def test_globs_are_case_insensitive_with_literal_brackets(
     pattern: str, text: str, matches: bool
 ) -> None:
-    assert (glob_regex(pattern).fullmatch(text) is not None) is matches
+    assert glob(pattern)(text) is matches
+
+
+def test_a_hostile_glob_is_matched_in_linear_time() -> None:
+    """``*a*a*...*b`` against a long run of ``a`` backtracks for seconds in a ``.*`` regex."""
+    pattern = "*a" * 200 + "*b"
+    started = time.process_time()
+    for _ in range(20):
+        assert glob(pattern)("a" * 1000) is False
+        assert glob(pattern)("a" * 500 + "b") is True
+    assert time.process_time() - started < 1.0
 
 
 def _set(path: tuple[Any, ...], value: Any) -> Callable[[dict[str, Any]], None]:

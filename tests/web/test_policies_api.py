@@ -181,6 +181,8 @@ def test_answers_and_refusals(server: Server, token: str) -> None:
         ({"app": "web", "policy": {"id": "pol_x"}}, 400, "POLICY_INVALID", "policy.name"),
         ({"app": "nobody"}, 404, "APP_NOT_FOUND", "nobody"),
         ({"app": "web", "user": "nobody"}, 404, "USER_NOT_FOUND", "nobody"),
+        ({"app": "we\u0000b"}, 400, "POLICY_INVALID", "app"),
+        ({"app": "web", "user": "x" * 300}, 400, "POLICY_INVALID", "user"),
     ):
         response = ask(body)
         assert response.status_code == status, (body, response.text)

@@ -195,13 +195,15 @@ class Admins:
 
 
 def _keep_a_super_admin(session: Session, leaving: str) -> None:
-    """LAST_SUPER_ADMIN unless an active SUPER_ADMIN other than ``leaving`` remains."""
-    others = select(func.count()).where(
+    """LAST_SUPER_ADMIN unless an active SUPER_ADMIN other than ``leaving`` remains. The
+    active SUPER_ADMIN rows are locked first (PostgreSQL; SQLite has one writer), so two
+    super admins demoting each other at once cannot both pass."""
+    supers = select(AdminRow.id).where(
         AdminRow.role == Role.SUPER_ADMIN.value,
         AdminRow.status == AdminStatus.ACTIVE.value,
-        AdminRow.id != leaving,
     )
-    if not session.scalar(others):
+    remaining = set(session.scalars(supers.with_for_update())) - {leaving}
+    if not remaining:
         raise CertboundError(
             ReasonCode.LAST_SUPER_ADMIN,
             "this is the last active SUPER_ADMIN: make another admin SUPER_ADMIN first",

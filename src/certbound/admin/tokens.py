@@ -339,18 +339,22 @@ class ApiTokens:
 
     def revoke(self, token_id: str) -> TokenInfo:
         """Revoke a token (a no-op, without a second event, if it already is)."""
-        now = self._clock.now()
+        info, now_revoked = self.revoke_once(token_id)
+        if now_revoked and self._recorder is not None:
+            self._recorder.record(revoked_event(info, self._actor))
+        return info
+
+    def revoke_once(self, token_id: str) -> tuple[TokenInfo, bool]:
+        """Revoke a token: its info, and whether this call revoked it (False: it already
+        was, perhaps by a concurrent call: the row is locked while it is decided)."""
         with self._db.session() as session:
             row = session.get(ApiToken, token_id, with_for_update=True)
             if row is None:
                 raise TokenNotFoundError(f"no API token with id {token_id!r}")
             already = row.revoked_at is not None
             if not already:
-                row.revoked_at = now
-            info = _info(row)
-        if not already and self._recorder is not None:
-            self._recorder.record(revoked_event(info, self._actor))
-        return info
+                row.revoked_at = self._clock.now()
+            return _info(row), not already
 
 
 def _refuse(detail: str) -> AuthError:

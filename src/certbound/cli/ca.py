@@ -36,6 +36,7 @@ from certbound.pki.certificate import CertificateInfo
 from certbound.pki.revocation import RevocationChecker
 from certbound.pki.revocation_policy import (
     DEFAULT_POLICY,
+    MAX_STALENESS_SECONDS,
     MAX_TIMEOUT_SECONDS,
     Mode,
     RevocationPolicy,
@@ -172,7 +173,7 @@ _REVOCATION_OPTIONS = (
     click.option(
         "--max-staleness",
         metavar="SECONDS",
-        type=click.IntRange(min=0),
+        type=click.IntRange(min=0, max=MAX_STALENESS_SECONDS),
         help="How long past its nextUpdate a CRL is still used (default "
         f"{int(DEFAULT_POLICY.max_staleness.total_seconds())}).",
     ),

@@ -29,6 +29,7 @@ from certbound.syslog.events import (
     Result,
     Severity,
     Target,
+    refused_change,
 )
 
 USER_TARGET, GROUP_TARGET, APP_TARGET = "User", "UserGroup", "AppInstance"
@@ -276,13 +277,6 @@ def refused(
 ) -> Event:
     """A refused change: the target is the reference as given; ``debugData`` has ``ref``,
     the ``detail`` and the error's context (never a password or secret)."""
-    return Event(
-        event_type=event_type,
-        display_message=f"{_WHAT[event_type]}: refused ({error.reason.value}): {ref}",
-        outcome=Outcome(Result.FAILURE, error.reason),
-        actor=actor,
-        severity=Severity.WARN,
-        targets=(Target(ref, target_type, None, None),),
-        client=client or Client(),
-        debug_data={"ref": ref, "detail": error.detail, "context": error.context},
+    return refused_change(
+        event_type, _WHAT[event_type], target_type, ref, error, actor=actor, client=client
     )

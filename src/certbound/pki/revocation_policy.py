@@ -34,6 +34,8 @@ class Mode(enum.StrEnum):
 
 
 MAX_TIMEOUT_SECONDS = 30.0
+# A CRL used a year past its nextUpdate is no revocation check at all.
+MAX_STALENESS_SECONDS = 365 * 24 * 3600
 
 
 class RevocationSourceError(Exception):
@@ -63,8 +65,8 @@ class RevocationPolicy:
     def __post_init__(self) -> None:
         if not 0 < self.timeout <= MAX_TIMEOUT_SECONDS:
             raise ValueError(f"timeout must be in (0, {MAX_TIMEOUT_SECONDS:g}] seconds")
-        if self.max_staleness < dt.timedelta(0):
-            raise ValueError("max_staleness must not be negative")
+        if not dt.timedelta(0) <= self.max_staleness <= dt.timedelta(seconds=MAX_STALENESS_SECONDS):
+            raise ValueError(f"max_staleness must be 0 to {MAX_STALENESS_SECONDS} seconds")
         for name, url in (("crl_url", self.crl_url), ("ocsp_url", self.ocsp_url)):
             if url is not None:
                 check_url(url, name, allow_file=name == "crl_url")

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import re
 import zoneinfo
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -38,7 +37,7 @@ from certbound.policy.model import (
     SanPattern,
     TimeWindow,
     Zone,
-    glob_regex,
+    glob,
 )
 from certbound.policy.request import CertificateFacts, IPAddress, SignOnRequest
 
@@ -200,10 +199,10 @@ def _on_facts(test: Callable[[CertificateFacts, SignOnRequest], bool]) -> Predic
     return predicate
 
 
-def _globs(patterns: Iterable[str]) -> Callable[[str], re.Match[str] | None]:
-    """One regex's ``fullmatch`` matching any of the globs."""
-    joined = "|".join(f"(?:{glob_regex(p).pattern})" for p in sorted(patterns))
-    return re.compile(joined, re.IGNORECASE | re.DOTALL).fullmatch
+def _globs(patterns: Iterable[str]) -> Callable[[str], bool]:
+    """True when the text matches any of the globs."""
+    globs = tuple(glob(p) for p in sorted(patterns))
+    return lambda text: any(match(text) for match in globs)
 
 
 def _issuer(ids: frozenset[str], pins: frozenset[str]) -> Predicate:
@@ -214,12 +213,12 @@ def _issuer(ids: frozenset[str], pins: frozenset[str]) -> Predicate:
 
 def _subject_dn(patterns: frozenset[str]) -> Predicate:
     match = _globs(patterns)
-    return _on_facts(lambda f, r: match(f.subject_dn) is not None)
+    return _on_facts(lambda f, r: match(f.subject_dn))
 
 
 def _common_name(patterns: frozenset[str]) -> Predicate:
     match = _globs(patterns)
-    return _on_facts(lambda f, r: f.common_name is not None and match(f.common_name) is not None)
+    return _on_facts(lambda f, r: f.common_name is not None and match(f.common_name))
 
 
 def _serial(serials: frozenset[str]) -> Predicate:
@@ -243,7 +242,7 @@ def _sans(patterns: frozenset[SanPattern]) -> Predicate:
     def test(facts: CertificateFacts, r: SignOnRequest) -> bool:
         for kind, value in facts.sans:
             match = matchers.get(kind)
-            if match is not None and match(value) is not None:
+            if match is not None and match(value):
                 return True
         return False
 

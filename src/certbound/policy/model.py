@@ -7,7 +7,7 @@ conditions all hold decides, and the last rule is the catch-all (no conditions).
 fault (``rules[2].conditions.network.include[0]: ...``); ``to_dict`` writes conditions
 compactly (only what is set) and ``from_dict(to_dict(x)) == x``. Glob patterns are
 case-insensitive ``*`` / ``?`` wildcards (``[`` is literal), compiled once by
-:func:`glob_regex`.
+:class:`Glob`.
 """
 
 from __future__ import annotations
@@ -69,20 +69,55 @@ def invalid(path: str, detail: str) -> CertboundError:
     return CertboundError(ReasonCode.POLICY_INVALID, f"{path}: {detail}", {"field": path})
 
 
+class Glob:
+    """A compiled glob: ``*`` any run, ``?`` one character, everything else (``[`` included)
+    literal, case-insensitive, matching the whole text.
+
+    It is matched in time linear in the text for each literal piece, never by a
+    backtracking regex over ``.*`` (``*a*a*a...*b`` against a long run of ``a`` would take
+    seconds and hold the interpreter): the pieces between stars have fixed lengths, so the
+    first must match at the start, the last at the end, and each middle one at its leftmost
+    place after the one before (leftmost is never worse for the pieces after it).
+    """
+
+    __slots__ = ("_ends", "_first", "_last", "_middle")
+
+    def __init__(self, pattern: str) -> None:
+        parts = pattern.split("*")
+        pieces = [_piece(part) for part in parts]
+        self._first = pieces[0] if len(pieces) > 1 else None
+        self._last = pieces[-1]
+        self._middle = tuple(pieces[1:-1])
+        self._ends = (len(parts[0]), len(parts[-1]))
+
+    def __call__(self, text: str) -> bool:
+        if self._first is None:  # no star: the whole text is the one piece
+            return self._last.fullmatch(text) is not None
+        head, tail = self._ends
+        end = len(text) - tail
+        if end < head or not self._first.match(text) or not self._last.fullmatch(text, end):
+            return False
+        position = head
+        for piece in self._middle:
+            found = piece.search(text, position, end)
+            if found is None:
+                return False
+            position = found.end()
+        return True
+
+
+def _piece(part: str) -> re.Pattern[str]:
+    """A fixed-length piece of a glob: literals and ``?`` (no quantifier: no backtracking)."""
+    return re.compile(
+        "".join("." if char == "?" else re.escape(char) for char in part),
+        re.IGNORECASE | re.DOTALL,
+    )
+
+
 @functools.lru_cache(maxsize=4096)
-def glob_regex(pattern: str) -> re.Pattern[str]:
-    """A glob as an anchored, case-insensitive regex: ``*`` any run, ``?`` one character,
-    everything else (``[`` included) literal. Use with ``fullmatch``."""
-    parts: list[str] = []
-    for char in pattern:
-        if char == "*":
-            if not parts or parts[-1] != ".*":
-                parts.append(".*")
-        elif char == "?":
-            parts.append(".")
-        else:
-            parts.append(re.escape(char))
-    return re.compile("".join(parts), re.IGNORECASE | re.DOTALL)
+def glob(pattern: str) -> Glob:
+    """The compiled glob of ``pattern`` (cached)."""
+    return Glob(pattern)
 
 
 # --- reading JSON ----------------------------------------------------------------------------
@@ -149,7 +184,7 @@ def _prefixed(prefix: str, what: str) -> Callable[[Any, str], str]:
 
 def _glob(value: Any, path: str) -> str:
     text = _string(value, path, max_length=MAX_PATTERN_LENGTH)
-    glob_regex(text)
+    glob(text)
     return text
 
 

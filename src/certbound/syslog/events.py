@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from certbound.clock import format_rfc3339
-from certbound.errors import ReasonCode
+from certbound.errors import CertboundError, ReasonCode
 from certbound.randomness import time_ordered_uuid
 
 EVENT_VERSION = "0"
@@ -179,3 +179,28 @@ class Event:
             "policyEvaluationDetail": self.policy_evaluation,
             "debugContext": {"debugData": self.debug_data},
         }
+
+
+def refused_change(
+    event_type: EventType,
+    what: str,
+    target_type: str,
+    ref: str,
+    error: CertboundError,
+    *,
+    actor: Actor = CLI_ACTOR,
+    client: Client | None = None,
+) -> Event:
+    """A change an admin asked for and a library refused (``what``: the change, in words):
+    the target is the reference as given; ``debugData`` has ``ref``, the ``detail`` and the
+    error's context (never a password or secret: errors carry none)."""
+    return Event(
+        event_type=event_type,
+        display_message=f"{what}: refused ({error.reason.value}): {ref}",
+        outcome=Outcome(Result.FAILURE, error.reason),
+        actor=actor,
+        severity=Severity.WARN,
+        targets=(Target(ref, target_type, None, None),),
+        client=client or Client(),
+        debug_data={"ref": ref, "detail": error.detail, "context": error.context},
+    )

@@ -32,6 +32,8 @@ from certbound.web.problem import ApiError
 
 MAX_BODY_BYTES = 1024 * 1024
 FIELDS = ("app", "user", "certificate", "ip", "at", "policy")
+_MAX_NAME = 256  # an id, client_id or username
+_MAX_LENGTH = {"certificate": 64 * 1024, "ip": 64, "at": 64}
 _NOT_FOUND = frozenset({ReasonCode.APP_NOT_FOUND, ReasonCode.USER_NOT_FOUND})
 
 
@@ -65,6 +67,11 @@ def _text(body: dict[str, Any], key: str, *, required: bool = False) -> str | No
         return None
     if not isinstance(value, str) or not value.strip():
         raise invalid(key, "must be a non-empty string")
+    limit = _MAX_LENGTH.get(key, _MAX_NAME)
+    if len(value) > limit:
+        raise invalid(key, f"at most {limit} characters")
+    if "\x00" in value:  # no database takes it; PostgreSQL refuses it outright
+        raise invalid(key, "must not contain NUL characters")
     return value
 
 

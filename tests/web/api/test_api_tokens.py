@@ -98,3 +98,10 @@ def test_a_bound_token_needs_its_certificate(
     assert "another certificate" in wrong["detail"]
     spoofed = httpx.get(api.url + TOKENS, headers=header(good))  # no trusted proxy there
     refused(spoofed, 401, "INVALID_TOKEN")
+    # A bound token makes tokens bound to its own certificate only.
+    child = httpx.post(url + TOKENS, headers=header(good), json={"name": "child"})
+    assert child.status_code == 201, child.text
+    assert child.json()["certificateSha256"] == thumbprint
+    elsewhere = hashlib.sha256(other).hexdigest()
+    moved = httpx.post(url + TOKENS, headers=header(good), json={"certificateSha256": elsewhere})
+    refused(moved, 403, "FORBIDDEN_ROLE")

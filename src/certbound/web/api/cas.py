@@ -27,7 +27,12 @@ from starlette.responses import Response
 from certbound.admin.roles import Permission
 from certbound.pki import events
 from certbound.pki.revocation import RevocationChecker
-from certbound.pki.revocation_policy import MAX_TIMEOUT_SECONDS, Mode, RevocationPolicy
+from certbound.pki.revocation_policy import (
+    MAX_STALENESS_SECONDS,
+    MAX_TIMEOUT_SECONDS,
+    Mode,
+    RevocationPolicy,
+)
 from certbound.pki.truststore import MAX_NAME_LENGTH, StoredCA, TrustStore
 from certbound.web.api import pagination
 from certbound.web.api.body import Body, Field, Kind, invalid
@@ -151,7 +156,13 @@ REVOCATION = Body(
         Field("failMode", Kind.STRING, "Allow or refuse when unknown.", enum=("open", "closed")),
         Field("crlUrl", Kind.STRING, "CRL URL (http, https, file).", nullable=True),
         Field("ocspUrl", Kind.STRING, "OCSP responder URL.", nullable=True),
-        Field("maxStalenessSeconds", Kind.INTEGER, "Grace past nextUpdate.", minimum=0),
+        Field(
+            "maxStalenessSeconds",
+            Kind.INTEGER,
+            "Grace past nextUpdate.",
+            minimum=0,
+            maximum=MAX_STALENESS_SECONDS,
+        ),
         Field("timeoutSeconds", Kind.NUMBER, "Longest check.", maximum=MAX_TIMEOUT_SECONDS),
     ),
     required=False,

@@ -25,6 +25,7 @@ from certbound.admin.tokens import (
     ApiTokens,
     TokenInfo,
     TokenNotFoundError,
+    checked_thumbprint,
     created_event,
     revoked_event,
 )
@@ -118,13 +119,14 @@ def create_token(call: Call) -> Response:
             f"a {call.caller.role.value} token may not make a {role.value} token",
         )
     days = body.get("expiresInDays")
+    binding = _binding(call, body.get("certificateSha256"))
     try:
         secret, info = _tokens(call).create(
             body.get("name", "api"),
             role.value,
             None if days is None else dt.timedelta(days=days),
             admin=owner,
-            cert_sha256=body.get("certificateSha256"),
+            cert_sha256=binding,
         )
     except ValueError as exc:
         raise invalid(str(exc)) from None
@@ -132,10 +134,29 @@ def create_token(call: Call) -> Response:
     return json_response({"token": secret, **info.to_dict(call.state.clock.now())}, 201)
 
 
+def _binding(call: Call, asked: str | None) -> str | None:
+    """The new token's certificate: a certificate-bound caller makes tokens bound to its own
+    certificate only (else holding the token and the certificate once would be enough to
+    mint tokens that need neither)."""
+    bound = call.caller.token.cert_sha256
+    if bound is None:
+        return asked
+    try:
+        wanted = checked_thumbprint(asked)
+    except ValueError as exc:
+        raise invalid(str(exc)) from None
+    if wanted is not None and wanted != bound:
+        call.deny(
+            Permission.TOKENS_MANAGE_OWN,
+            "a certificate-bound token makes tokens bound to its own certificate only",
+        )
+    return bound
+
+
 def revoke_token(call: Call) -> Response:
     before = _found(call)
-    after = _tokens(call).revoke(before.id)
-    if before.revoked_at is None:
+    after, now_revoked = _tokens(call).revoke_once(before.id)
+    if now_revoked:
         event = revoked_event(after, call.caller.context.actor)
         call.record(event, before=before.to_dict(), after=after.to_dict())
     return no_content()
