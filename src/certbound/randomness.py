@@ -53,23 +53,11 @@ _POOL = RandomPool()
 os.register_at_fork(after_in_child=_POOL.reset)
 
 
-def random_uuid() -> str:
-    """A random (version 4, RFC 9562 variant) UUID in its canonical text form."""
-    raw = bytearray(_POOL.take(16))
-    raw[6] = (raw[6] & 0x0F) | 0x40
-    raw[8] = (raw[8] & 0x3F) | 0x80
-    return _canonical(raw)
-
-
 def time_ordered_uuid() -> str:
     """A version 7 UUID: the current Unix time in milliseconds, then random bits."""
     raw = bytearray((time.time_ns() // 1_000_000).to_bytes(6, "big") + _POOL.take(10))
     raw[6] = (raw[6] & 0x0F) | 0x70
     raw[8] = (raw[8] & 0x3F) | 0x80
-    return _canonical(raw)
-
-
-def _canonical(raw: bytearray) -> str:
     h = raw.hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 

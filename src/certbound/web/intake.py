@@ -32,12 +32,15 @@ from certbound.syslog.events import Client
 from certbound.web.responses import FastJSONResponse
 
 
-def request_client(request: Request, presented: Presented) -> Client:
-    """The HTTP client of the request (its address as intake resolved it)."""
-    intake: Intake = request.app.state.intake
-    headers = request.headers
-    address = intake.client_address(request.scope, headers, presented)
-    return Client(address, headers.get("user-agent"))
+def request_client(request: Request) -> Client:
+    """The HTTP client of the request (its address as intake resolved it; once per request)."""
+    client: Client | None = getattr(request.state, "client", None)
+    if client is None:
+        intake: Intake = request.app.state.intake
+        headers = request.headers
+        address = intake.client_address(request.scope, headers, presented_chain(request))
+        client = request.state.client = Client(address, headers.get("user-agent"))
+    return client
 
 
 def presented_chain(request: Request) -> Presented:
@@ -53,7 +56,7 @@ def presented_chain(request: Request) -> Presented:
 def _decide(request: Request, offline: bool = False, record: bool = True) -> TrustDecision:
     trust: DeviceTrust = request.app.state.device_trust
     presented = presented_chain(request)
-    client = request_client(request, presented)
+    client = request_client(request)
     return trust.evaluate(presented, client, offline=offline, record=record)
 
 

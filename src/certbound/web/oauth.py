@@ -114,7 +114,7 @@ async def token(request: Request) -> Response:
     except OAuthError as error:
         return _error(error)
     decision = await request_device(request, record=False)
-    client = request_client(request, presented_chain(request))
+    client = request_client(request)
     device = decision.device_trust if decision is not None else None
     asked = client_request(form, request, decision)
     context = DeviceContext.of(decision)
@@ -135,7 +135,7 @@ async def _authenticated(request: Request) -> tuple[dict[str, str], Any, Client]
     revocation request (OAuthError when the client does not authenticate)."""
     form = await read_form(request)
     decision = await request_device(request)
-    client = request_client(request, presented_chain(request))
+    client = request_client(request)
     authenticator: ClientAuthenticator = request.app.state.client_authenticator
     caller = await run_in_threadpool(
         authenticator.authenticate, client_request(form, request, decision)

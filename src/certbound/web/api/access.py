@@ -106,7 +106,7 @@ def identify(request: Request, method: str, route: str) -> Caller:
         actor=actor,
         token_id=bearer.token.id,
         role=bearer.token.role,
-        client=request_client(request, presented_chain(request)),
+        client=request_client(request),
         method=method,
         route=route,
         request_uri=request.url.path,
