@@ -20,11 +20,11 @@ def test_rotate_then_retire(cmd: Callable[..., Any], logged: Callable[[str], lis
     assert keys[first["kid"]]["status"] == "retiring"
     (new,) = [k for k in keys.values() if k["status"] == "active"]
     assert new["alg"] == "RS256" and new["kid"] in rotated.stdout
-    refused = cmd("key", "retire", new["kid"])
+    refused = cmd("key", "retire", "--", new["kid"])
     assert refused.returncode == EXIT_USAGE and "SIGNING_KEY_ACTIVE" in refused.stderr
     unknown = cmd("key", "retire", "nope")
     assert unknown.returncode == EXIT_USAGE and "SIGNING_KEY_NOT_FOUND" in unknown.stderr
-    assert cmd("key", "retire", first["kid"]).returncode == EXIT_OK
+    assert cmd("key", "retire", "--", first["kid"]).returncode == EXIT_OK
     keys = {k["kid"]: k for k in json.loads(cmd("key", "list", "--json").stdout)["keys"]}
     assert keys[first["kid"]]["status"] == "retired" and keys[first["kid"]]["retired"]
     (rotation,) = logged("security.signing_key.rotate")

@@ -82,7 +82,8 @@ def rotate(ctx: Context, alg: str) -> None:
 @click.argument("kid")
 @pass_context
 def retire(ctx: Context, kid: str) -> None:
-    """Stop publishing KID: tokens it signed stop verifying."""
+    """Stop publishing KID: tokens it signed stop verifying. A KID (base64url) can start with
+    "-": put it after "--", as in `certbound key retire -- -AkX...`."""
     try:
         _keys(ctx).retire(kid)
     except KeyError:
